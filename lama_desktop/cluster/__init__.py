@@ -1,0 +1,1 @@
+"""Cluster: protocol, scheduler, agent, workers, journal (asyncio + ZeroMQ, no Qt)."""

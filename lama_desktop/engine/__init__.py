@@ -1,0 +1,1 @@
+"""Inference engine: models, image I/O, HD strategies (no Qt, no ZeroMQ)."""
