@@ -14,7 +14,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Point every user folder of the app at a fresh temporary folder."""
     root = tmp_path_factory.mktemp("lama-home")
     for var, sub in (
@@ -37,15 +39,22 @@ def no_leaked_children() -> Iterator[None]:
     deadline = time.monotonic() + 5.0
     leaked: list[psutil.Process] = []
     while time.monotonic() < deadline:
-        leaked = [
-            p
-            for p in me.children(recursive=True)
-            if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-        ]
+        leaked = [p for p in me.children(recursive=True) if p.pid not in before and _alive(p)]
         if not leaked:
             return
         time.sleep(0.1)
-    names = [f"{p.pid}:{' '.join(p.cmdline()[:4])}" for p in leaked]
+    names = []
     for p in leaked:
-        p.kill()
+        try:
+            names.append(f"{p.pid}:{' '.join(p.cmdline()[:4])}")
+            p.kill()
+        except psutil.Error:
+            pass
     pytest.fail(f"test leaked child processes: {names}")
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
