@@ -1,0 +1,331 @@
+"""Image and mask I/O that never harms a user's file: safe decode, faithful encode, atomic write."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from lama_desktop.engine.base import EngineError
+
+DEFAULT_MAX_PIXELS = 150_000_000
+# What Pillow calls a format -> the name we keep it under. Cameras write MPO (multi-picture JPEG).
+_READABLE = {
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "PNG": "PNG",
+    "WEBP": "WEBP",
+    "BMP": "BMP",
+    "TIFF": "TIFF",
+}
+OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_ORIENTATION = 0x0112
+
+
+class ImageError(EngineError):
+    """A file that cannot be used as an image or mask; the message names the file and why."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class Picture:
+    """A decoded photo: upright 8-bit RGB pixels plus what must survive into the output."""
+
+    rgb: np.ndarray  # uint8 HxWx3, EXIF orientation already applied
+    alpha: np.ndarray | None  # uint8 HxW when the source had transparency
+    format: str  # "JPEG", "PNG", "WEBP", "BMP" or "TIFF"
+    exif: bytes | None  # orientation tag cleared, since the pixels are already upright
+    icc: bytes | None  # only an RGB profile; others are applied at decode time
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Open and fully decode `data`, refusing empty, foreign, oversized and broken files."""
+    if not data:
+        raise ImageError(name, "the file is empty (0 bytes)")
+    try:
+        # Pillow's own bomb guard uses a fixed process-wide limit; ours is applied just below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(name, f"the image is too large to open safely ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(name, "not an image, or a format that cannot be read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(name, f"the file is corrupt ({exc})") from exc
+    if image.format not in _READABLE:
+        raise ImageError(
+            name, f"{image.format} images are not supported (use JPEG, PNG, WebP, BMP or TIFF)"
+        )
+    width, height = image.size
+    # Checked before any pixel is decoded: a small file can declare a huge canvas.
+    if width * height > max_pixels:
+        raise ImageError(
+            name,
+            f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)",
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise ImageError(name, f"the file is {reason} ({exc})") from exc
+    return image
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (
+        image.mode in {"P", "L", "RGB"} and "transparency" in image.info
+    )
+
+
+def _to_uint8(image: Image.Image) -> Image.Image:
+    """Reduce 16/32-bit and float single-channel images to 8-bit by scaling, not clipping."""
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):
+        scaled = values.astype(np.float64) / 257.0
+    elif image.mode == "I":
+        top = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
+        scaled = np.clip(values.astype(np.float64), 0, None) * (255.0 / top)
+    else:  # "F": floats, taken as 0..1 when they fit, else as 0..255
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        scaled = values.astype(np.float64) * scale
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+def _rgb_profile(icc: bytes | None) -> tuple[bytes | None, ImageCms.ImageCmsProfile | None]:
+    """Split a profile into (bytes to keep if it describes RGB, parsed profile otherwise)."""
+    if not icc:
+        return None, None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except (OSError, ImageCms.PyCMSError):
+        return None, None  # an unreadable profile is dropped rather than copied forward
+    if profile.profile.xcolor_space.strip() == "RGB":
+        return icc, None
+    return None, profile
+
+
+def _upright_exif(image: Image.Image) -> bytes | None:
+    """The source EXIF block, with the orientation tag removed only when it was set."""
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    # A fresh Exif: editing image.getexif() would hide the tag from exif_transpose.
+    exif = Image.Exif()
+    exif.load(bytes(raw))
+    if exif.get(_ORIENTATION, 1) == 1:
+        return bytes(raw)
+    del exif[_ORIENTATION]
+    return exif.tobytes()
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode a photo from bytes into an upright 8-bit RGB `Picture`, or raise `ImageError`."""
+    image = _open(data, name, max_pixels)
+    fmt = _READABLE[str(image.format)]
+    exif = _upright_exif(image)
+    icc, foreign_profile = _rgb_profile(image.info.get("icc_profile"))
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(name, f"the EXIF data is corrupt ({exc})") from exc
+    try:
+        rgb, alpha = _to_rgb(image, foreign_profile)
+    except (ValueError, OSError, ImageCms.PyCMSError) as exc:
+        raise ImageError(
+            name, f"colour mode {image.mode} cannot be converted to RGB ({exc})"
+        ) from exc
+    return Picture(rgb=rgb, alpha=alpha, format=fmt, exif=exif, icc=icc)
+
+
+def _to_rgb(
+    image: Image.Image, profile: ImageCms.ImageCmsProfile | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """8-bit RGB pixels and, when the image has transparency, its alpha channel."""
+    if _has_alpha(image):
+        rgba = np.array(image.convert("RGBA"))
+        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    if image.mode in {"I", "F"} or image.mode.startswith("I;16"):
+        return np.array(_to_uint8(image).convert("RGB")), None
+    if image.mode == "CMYK" and profile is not None:
+        # A CMYK profile describes the ink, so convert through it rather than copy it to RGB.
+        srgb = ImageCms.createProfile("sRGB")
+        converted = ImageCms.profileToProfile(image, profile, srgb, outputMode="RGB")
+        assert converted is not None  # inPlace=False always returns the new image
+        return np.array(converted), None
+    return np.array(image.convert("RGB")), None
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+    """Read and decode a photo from disk; the file is opened read-only and never changed."""
+    return decode_image(_read_bytes(path), str(path), max_pixels)
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError(path, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(path, "is a folder, not a file") from exc
+    except OSError as exc:
+        raise ImageError(path, f"cannot be read ({exc.strerror or exc})") from exc
+
+
+def _mask_bits(image: Image.Image, lossy: bool) -> np.ndarray:
+    """True where the mask says erase; see `decode_mask` for the rule."""
+    if _has_alpha(image):
+        rgba = np.array(image.convert("RGBA"))
+        colour, alpha = rgba[..., :3], rgba[..., 3]
+        if (colour == colour.reshape(-1, 3)[0]).all():
+            return alpha > 0  # one colour everywhere: the strokes live in the alpha channel
+        return (colour.max(axis=2) > 0) & (alpha > 0)
+    if image.mode in {"I", "F"} or image.mode.startswith("I;16"):
+        return np.asarray(image) > 0
+    values = np.asarray(image.convert("RGB")).max(axis=2)
+    # JPEG noise turns black into 1..3; a lossy mask is read as black/white at the midpoint.
+    return values >= 128 if lossy else values > 0
+
+
+def decode_mask(data: bytes, name: str, size: tuple[int, int], resize: bool = False) -> np.ndarray:
+    """Decode a mask for an image of `size` (w, h) into uint8 HxW of 0 (keep) and 255 (erase).
+
+    Non-zero means erase, as in IOPaint (a JPEG mask is split at 128 because of its noise).
+    A mask with transparency: if every pixel has the same colour, the alpha channel is the mask
+    (strokes painted on a clear layer); otherwise a pixel is erased when it is both non-black and
+    not fully transparent. A mask of another size is refused unless `resize` asks for
+    nearest-neighbour scaling.
+    """
+    image = _open(data, name, DEFAULT_MAX_PIXELS)
+    lossy = image.format in {"JPEG", "MPO"}
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(name, f"the EXIF data is corrupt ({exc})") from exc
+    mask = Image.fromarray(_mask_bits(image, lossy).astype(np.uint8) * 255, mode="L")
+    if mask.size != tuple(size):
+        if not resize:
+            raise ImageError(
+                name,
+                f"the mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}; "
+                "make them the same size, or pass --resize-mask to scale the mask "
+                "(nearest neighbour)",
+            )
+        mask = mask.resize(tuple(size), Image.Resampling.NEAREST)
+    return np.array(mask)
+
+
+def read_mask(
+    path: str | os.PathLike[str], size: tuple[int, int], resize: bool = False
+) -> np.ndarray:
+    """Read a mask file from disk; see `decode_mask`."""
+    return decode_mask(_read_bytes(path), str(path), size, resize)
+
+
+def output_extension(picture: Picture, fmt: str | None) -> str:
+    """File extension (with dot) for the output of `picture` written as `fmt` (None keeps it)."""
+    return _EXTENSIONS[_target_format(picture, fmt)]
+
+
+def _target_format(picture: Picture, fmt: str | None) -> str:
+    if fmt is None:
+        return picture.format
+    try:
+        return OUTPUT_FORMATS[fmt.lower()]
+    except KeyError:
+        raise ValueError(f"unknown output format {fmt!r} (choose png, jpg or webp)") from None
+
+
+def encode_image(
+    picture: Picture, rgb: np.ndarray, fmt: str | None = None, quality: int = 95
+) -> bytes:
+    """Encode `rgb` (the edited pixels of `picture`) in the input's format unless `fmt` says.
+
+    EXIF and the RGB ICC profile go along where the format holds them; alpha is kept for PNG,
+    WebP and TIFF.
+    """
+    if rgb.dtype != np.uint8 or rgb.shape != picture.rgb.shape:
+        raise ValueError(
+            f"expected uint8 pixels of shape {picture.rgb.shape}, got {rgb.dtype} {rgb.shape}"
+        )
+    target = _target_format(picture, fmt)
+    image = Image.fromarray(rgb, mode="RGB")
+    if picture.alpha is not None and target in _ALPHA_FORMATS:
+        image.putalpha(Image.fromarray(picture.alpha, mode="L"))
+    options: dict[str, object] = {}
+    if target != "BMP":
+        if picture.exif:
+            options["exif"] = picture.exif
+        if picture.icc:
+            options["icc_profile"] = picture.icc
+    if target in {"JPEG", "WEBP"}:
+        options["quality"] = quality
+    if target == "TIFF":
+        options["compression"] = "tiff_lzw"
+    out = io.BytesIO()
+    image.save(out, format=target, **options)
+    return out.getvalue()
+
+
+def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and one rename.
+
+    Readers see the old file or the whole new one, never a part. An existing file is refused
+    with `FileExistsError` unless `overwrite`. Missing parent folders are created. The temporary
+    file is removed on any failure, Ctrl-C included.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path}: already exists (not overwritten)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Dot-prefixed with a non-image suffix so a batch scanning this folder never picks it up.
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(temp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Checked again just before the rename to narrow the window for a file appearing meanwhile.
+        if not overwrite and path.exists():
+            raise FileExistsError(f"{path}: already exists (not overwritten)")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable on POSIX; folders cannot be opened for sync on Windows."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename itself is still atomic
+    finally:
+        os.close(fd)
