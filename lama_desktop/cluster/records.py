@@ -1,0 +1,233 @@
+"""The scheduler's bookkeeping records for jobs, batches and nodes, and their panel views."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lama_desktop.cluster.events import (
+    BatchState,
+    BatchView,
+    JobState,
+    JobView,
+    NodeState,
+    NodeView,
+)
+from lama_desktop.cluster.protocol import Metrics
+
+if TYPE_CHECKING:
+    from lama_desktop.cluster.state import SchedulerState
+
+FINAL = frozenset(
+    {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
+)
+THROUGHPUT_WINDOW = 60.0  # seconds of completions a node's jobs/s is measured over
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the state machine needs to know of a job to route it (the shell keeps the data)."""
+
+    job_id: str
+    image: str
+    output: str | None = None
+    model: str = ""  # "" or "auto": any node
+    device: str = "auto"  # "cuda..." needs a GPU node
+    memory: int = 0  # estimated peak bytes on the worker; 0 = unknown
+    state: JobState = JobState.QUEUED  # DONE/SKIPPED/... when restored from the journal
+    attempts: int = 0
+    crashes: int = 0
+    reason: str = ""
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    batch_id: str | None
+    image: str
+    output: str | None
+    model: str
+    device: str
+    memory: int
+    seq: int  # submission order; a re-queued job keeps its place
+    state: JobState = JobState.QUEUED
+    attempts: int = 0
+    crashes: int = 0
+    node_losses: int = 0
+    reason: str = ""
+    node: str | None = None
+    dispatched_at: float = 0.0
+    seconds: float | None = None
+    writing: bool = False  # result accepted, output being written
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec, batch_id: str | None, seq: int) -> JobRecord:
+        return cls(
+            spec.job_id,
+            batch_id,
+            spec.image,
+            spec.output,
+            spec.model,
+            spec.device,
+            spec.memory,
+            seq,
+            # A job that was running when the scheduler stopped is queued again.
+            state=JobState.QUEUED if spec.state == JobState.RUNNING else spec.state,
+            attempts=spec.attempts,
+            crashes=spec.crashes,
+            reason=spec.reason,
+        )
+
+    def view(self) -> JobView:
+        return JobView(
+            job_id=self.job_id,
+            batch_id=self.batch_id,
+            image=self.image,
+            output=self.output,
+            state=self.state,
+            node=self.node,
+            attempts=self.attempts,
+            reason=self.reason,
+            seconds=self.seconds,
+        )
+
+
+@dataclass
+class BatchRecord:
+    batch_id: str
+    name: str
+    output_dir: str
+    position: int = 0
+    resumed: bool = False
+    paused: bool = False
+    cancelled: bool = False
+    finished: bool = False
+    started_at: float | None = None
+    job_ids: list[str] = field(default_factory=list)
+    counts: Counter[JobState] = field(default_factory=Counter)
+    done_since_start: int = 0
+
+    def state(self, paused_queue: bool) -> BatchState:
+        total = len(self.job_ids)
+        final = sum(self.counts[s] for s in FINAL)
+        if final == total:
+            if self.counts[JobState.CANCELLED] and self.cancelled:
+                return BatchState.CANCELLED
+            if self.counts[JobState.FAILED] or self.counts[JobState.POISON]:
+                return BatchState.FAILED
+            if self.counts[JobState.CANCELLED] == total and total:
+                return BatchState.CANCELLED
+            return BatchState.DONE
+        if self.paused or paused_queue:
+            return BatchState.PAUSED
+        return BatchState.RUNNING if self.counts[JobState.RUNNING] else BatchState.QUEUED
+
+    def view(self, owner: SchedulerState, now: float) -> BatchView:
+        total = len(self.job_ids)
+        done = self.counts[JobState.DONE] + self.counts[JobState.SKIPPED]
+        eta = None
+        if self.started_at is not None and self.done_since_start and now > self.started_at:
+            rate = self.done_since_start / (now - self.started_at)
+            remaining = self.counts[JobState.QUEUED] + self.counts[JobState.RUNNING]
+            eta = remaining / rate if rate > 0 else None
+        return BatchView(
+            batch_id=self.batch_id,
+            name=self.name,
+            output_dir=self.output_dir,
+            state=self.state(owner.paused),
+            total=total,
+            done=done,
+            failed=self.counts[JobState.FAILED] + self.counts[JobState.POISON],
+            cancelled=self.counts[JobState.CANCELLED],
+            running=self.counts[JobState.RUNNING],
+            eta_seconds=eta,
+            resumed=self.resumed,
+            position=self.position,
+        )
+
+
+@dataclass
+class NodeRecord:
+    node_id: str
+    name: str
+    address: str
+    local: bool = False
+    enabled: bool = True
+    state: NodeState = NodeState.STARTING
+    reason: str = ""
+    slots: int = 0
+    models: tuple[str, ...] = ()
+    missing_models: set[str] = field(default_factory=set)
+    device: str = ""
+    has_gpu: bool = False
+    ram_total: int = 0
+    vram_total: int = 0
+    metrics: Metrics | None = None
+    last_seen: float = 0.0
+    assigned: set[str] = field(default_factory=set)  # leased jobs: running or prefetched
+    jobs_done: int = 0
+    done_times: deque[float] = field(default_factory=deque)
+
+    def can_run(self, job: JobRecord) -> bool:
+        """Capability routing: model present, device kind, memory for this image size."""
+        wants_model = job.model not in ("", "auto")
+        if wants_model and (job.model not in self.models or job.model in self.missing_models):
+            return False
+        use_gpu = self.has_gpu and not job.device.startswith("cpu")
+        if job.device.startswith("cuda") and not self.has_gpu:
+            return False
+        if job.memory <= 0:
+            return True
+        total, free = self._memory(use_gpu)
+        if total and job.memory > total:
+            return False
+        # A busy node must have the room free now; an idle one may try with what it has.
+        return not (free is not None and job.memory > free and self.assigned)
+
+    def _memory(self, use_gpu: bool) -> tuple[int, int | None]:
+        metrics = self.metrics
+        if use_gpu:
+            free = None
+            if metrics is not None and metrics.gpus:
+                free = max((g.vram_free or 0) for g in metrics.gpus)
+            return self.vram_total, free
+        if metrics is None:
+            return self.ram_total, None
+        return self.ram_total or metrics.ram_total, metrics.ram_total - metrics.ram_used
+
+    def throughput(self, now: float) -> float:
+        """Jobs per second over the last minute."""
+        while self.done_times and now - self.done_times[0] > THROUGHPUT_WINDOW:
+            self.done_times.popleft()
+        if len(self.done_times) < 2:
+            return 0.0
+        span = self.done_times[-1] - self.done_times[0]
+        return (len(self.done_times) - 1) / span if span > 0 else 0.0
+
+    def view(self, now: float) -> NodeView:
+        m = self.metrics
+        gpu = m.gpus[0] if m is not None and m.gpus else None
+        return NodeView(
+            node_id=self.node_id,
+            name=self.name,
+            address=self.address,
+            device=self.device,
+            state=self.state,
+            reason=self.reason,
+            slots=self.slots,
+            busy_slots=min(len(self.assigned), self.slots),
+            local=self.local,
+            enabled=self.enabled,
+            cpu_percent=m.cpu_percent if m else None,
+            ram_used=m.ram_used if m else None,
+            ram_total=(m.ram_total if m else None) or self.ram_total or None,
+            gpu_util=gpu.util if gpu else None,
+            vram_used=gpu.vram_used if gpu else None,
+            vram_total=self.vram_total or None,
+            gpu_temp=gpu.temp if gpu else None,
+            jobs_done=self.jobs_done,
+            current_jobs=tuple(sorted(self.assigned)),
+            throughput=self.throughput(now) if now else 0.0,
+            models=self.models,
+        )
