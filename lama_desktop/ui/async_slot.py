@@ -1,0 +1,93 @@
+"""`@async_slot`: run a coroutine from a Qt signal; its failure is logged and shown, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+ErrorHandler = Callable[[QWidget | None, str, BaseException], None]
+
+_pending: set[asyncio.Future[Any]] = set()
+
+
+def show_error(parent: QWidget | None, title: str, error: BaseException) -> None:
+    """Show `error` in a window-modal message box opened with open(), never exec()."""
+    text = str(error) or type(error).__name__
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
+    box.setWindowModality(Qt.WindowModality.WindowModal)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+
+
+_handler: ErrorHandler = show_error
+
+
+def set_error_handler(handler: ErrorHandler) -> None:
+    """Replace how a failed slot is shown (the main window adds its status bar)."""
+    global _handler
+    _handler = handler
+
+
+def _owner_widget(args: tuple[object, ...]) -> QWidget | None:
+    """The widget a decorated method belongs to, for parenting the error message."""
+    if args and isinstance(args[0], QWidget):
+        return args[0].window()
+    return None
+
+
+def async_slot(
+    func: Callable[P, Coroutine[Any, Any, Any]],
+) -> Callable[P, asyncio.Future[Any]]:
+    """Wrap a coroutine function so a Qt signal can call it.
+
+    The coroutine is scheduled on the running loop; the returned task is tracked so that
+    `cancel_pending()` can stop it at quit. An exception other than cancellation is logged with
+    its traceback and shown to the user.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(func(*args, **kwargs))
+        _pending.add(task)
+        owner = _owner_widget(args)
+        title = func.__name__.strip("_").replace("_", " ").capitalize()
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            _pending.discard(finished)
+            if finished.cancelled():
+                return
+            error = finished.exception()
+            if error is None:
+                return
+            log.error("%s failed", func.__qualname__, exc_info=error)
+            try:
+                _handler(owner, f"{title} failed", error)
+            except RuntimeError:  # the owner widget was deleted meanwhile
+                log.warning("could not show the error of %s", func.__qualname__)
+
+        task.add_done_callback(done)
+        return task
+
+    return wrapper
+
+
+def pending_tasks() -> set[asyncio.Future[Any]]:
+    """Tasks started by async slots that have not finished yet."""
+    return set(_pending)
+
+
+def cancel_pending() -> list[asyncio.Future[Any]]:
+    """Cancel every unfinished async-slot task (at quit); returns them so callers can await."""
+    tasks = [task for task in _pending if not task.done()]
+    for task in tasks:
+        task.cancel()
+    return tasks

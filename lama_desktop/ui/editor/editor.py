@@ -1,0 +1,300 @@
+"""The editor: canvas plus tools; each stroke (or Run) sends one inpainting round to the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
+from lama_desktop.engine.imageio import Picture, encode_image, read_image, write_atomic
+from lama_desktop.ui.async_slot import async_slot
+from lama_desktop.ui.editor.canvas import Canvas
+from lama_desktop.ui.editor.commands import InpaintRound
+from lama_desktop.ui.editor.model_banner import ModelBanner
+
+log = logging.getLogger(__name__)
+
+MODEL_TITLES = {"lama": "LaMa", "opencv-ns": "OpenCV Navier-Stokes", "opencv-telea": "OpenCV Telea"}
+BRUSH_RANGE = (2, 400)
+
+
+class Inpainter(Protocol):
+    """What the editor needs of the scheduler."""
+
+    async def inpaint(self, rgb: np.ndarray, mask: np.ndarray, settings: Any) -> Any: ...
+
+
+class EditorWidget(QWidget):
+    """Open a photo, paint what to erase, get it back cleaned, round after round."""
+
+    roundFinished = Signal(str, float)  # node that ran it, seconds from release to result shown
+    documentChanged = Signal()  # another photo opened, or saved
+    statusMessage = Signal(str)
+    busyChanged = Signal(bool)
+
+    def __init__(
+        self,
+        scheduler: Inpainter,
+        settings: AppSettings,
+        models_dir: Path,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._scheduler = scheduler
+        self._settings = settings
+        self.path: Path | None = None  # the photo as opened (never written without asking)
+        self.saved_path: Path | None = None  # where the user chose to save (Save As)
+        self.picture: Picture | None = None
+        self._generation = 0  # bumps when another photo opens, so a late result is dropped
+        self._running = False
+        self.undo_stack = QUndoStack(self)
+        self.canvas = Canvas(self)
+        self.banner = ModelBanner(models_dir, self)
+        self._build_tools()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self._tools)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.canvas, 1)
+        self.canvas.strokeFinished.connect(self._on_stroke_finished)
+        self.canvas.maskChanged.connect(self._update_run_button)
+        self.canvas.zoomChanged.connect(lambda s: self._zoom_label.setText(f"{s * 100:.0f} %"))
+        self.banner.downloaded.connect(lambda _m: self._on_model_changed())
+        self.canvas.set_brush_size(settings.brush_size)
+        self._on_model_changed()
+        self._update_run_button()
+
+    # -- tool row -----------------------------------------------------------------------
+
+    def _build_tools(self) -> None:
+        self._tools = QWidget(self)
+        row = QHBoxLayout(self._tools)
+        row.setContentsMargins(6, 4, 6, 4)
+        self.brush_button = self._tool("Brush", "Paint what to erase", checkable=True)
+        self.eraser_button = self._tool("Eraser", "Remove paint from the mask", checkable=True)
+        group = QButtonGroup(self)
+        group.addButton(self.brush_button)
+        group.addButton(self.eraser_button)
+        self.brush_button.setChecked(True)
+        self.eraser_button.toggled.connect(self.canvas.set_erasing)
+        self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.size_slider.setRange(*BRUSH_RANGE)
+        self.size_slider.setValue(self._settings.brush_size)
+        self.size_slider.setMaximumWidth(160)
+        self.size_slider.setToolTip("Brush size in photo pixels ([ and ] change it)")
+        self._size_label = QLabel(f"{self._settings.brush_size} px", self)
+        self.size_slider.valueChanged.connect(self._on_brush_size)
+        clear = self._tool("Clear", "Clear the mask")
+        clear.clicked.connect(self.canvas.clear_mask)
+        fit = self._tool("Fit", "Fit the photo in the window")
+        fit.clicked.connect(self.canvas.fit)
+        actual = self._tool("100 %", "One photo pixel per screen pixel")
+        actual.clicked.connect(self.canvas.actual_size)
+        self._zoom_label = QLabel("", self)
+        self.compare_button = self._tool("Compare", "Hold to see the original (or hold C)")
+        self.compare_button.pressed.connect(lambda: self.canvas.set_comparing(True))
+        self.compare_button.released.connect(lambda: self.canvas.set_comparing(False))
+        self.model_box = QComboBox(self)
+        for name in MODELS:
+            self.model_box.addItem(MODEL_TITLES.get(name, name), name)
+        self.model_box.setCurrentIndex(max(0, self.model_box.findData(self._settings.model)))
+        self.model_box.currentIndexChanged.connect(self._on_model_changed)
+        self.hd_box = QComboBox(self)
+        for name in HD_STRATEGIES:
+            self.hd_box.addItem(f"HD: {name}", name)
+        self.hd_box.setCurrentIndex(max(0, self.hd_box.findData(self._settings.hd_strategy)))
+        self.hd_box.setToolTip("How large photos are handled: whole, resized, or cropped boxes")
+        self.hd_box.currentIndexChanged.connect(self._on_hd_changed)
+        self.auto_run = QCheckBox("Run on release", self)
+        self.auto_run.setChecked(self._settings.run_mode == "release")
+        self.auto_run.toggled.connect(self._on_run_mode)
+        self.run_button = QPushButton("Run", self)
+        self.run_button.setToolTip("Erase the painted area (Ctrl+Return)")
+        self.run_button.clicked.connect(lambda: self.run_round())
+        for widget in (
+            self.brush_button,
+            self.eraser_button,
+            self.size_slider,
+            self._size_label,
+            clear,
+        ):
+            row.addWidget(widget)
+        row.addSpacing(12)
+        for widget in (fit, actual, self._zoom_label, self.compare_button):
+            row.addWidget(widget)
+        row.addStretch(1)
+        for widget in (self.model_box, self.hd_box, self.auto_run, self.run_button):
+            row.addWidget(widget)
+        self._add_shortcut("[", lambda: self.step_brush(-1))
+        self._add_shortcut("]", lambda: self.step_brush(+1))
+        self._add_shortcut("Ctrl+Return", lambda: self.run_round())
+
+    def _tool(self, text: str, tip: str, checkable: bool = False) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setCheckable(checkable)
+        return button
+
+    def _add_shortcut(self, keys: str, slot: Any) -> None:
+        action = QAction(self)
+        action.setShortcut(QKeySequence(keys))
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+
+    def step_brush(self, direction: int) -> None:
+        """Grow or shrink the brush by about a fifth ([ and ])."""
+        size = self.size_slider.value()
+        step = max(1, round(size * 0.2))
+        self.size_slider.setValue(size + direction * step)
+
+    def _on_brush_size(self, size: int) -> None:
+        self._settings.brush_size = size
+        self._size_label.setText(f"{size} px")
+        self.canvas.set_brush_size(size)
+
+    def _on_model_changed(self) -> None:
+        self._settings.model = str(self.model_box.currentData())
+        self.banner.show_for(self._settings.model)
+
+    def _on_hd_changed(self) -> None:
+        self._settings.hd_strategy = str(self.hd_box.currentData())
+
+    def _on_run_mode(self, on_release: bool) -> None:
+        self._settings.run_mode = "release" if on_release else "manual"
+
+    def _update_run_button(self) -> None:
+        self.run_button.setEnabled(not self._running and self.canvas.has_image())
+
+    # -- opening --------------------------------------------------------------------------
+
+    async def open_file(self, path: Path) -> None:
+        """Decode `path` in an executor thread and show it; ImageError says what is wrong."""
+        loop = asyncio.get_running_loop()
+        picture = await loop.run_in_executor(None, read_image, path)
+        self._generation += 1
+        self.picture = picture
+        self.path = Path(path)
+        self.saved_path = None
+        self.undo_stack.clear()
+        self.canvas.load(picture.rgb)
+        self.canvas.setFocus()
+        self._update_run_button()
+        self.documentChanged.emit()
+        width, height = picture.size
+        self.statusMessage.emit(f"Opened {self.path.name} ({width}x{height}, {picture.format})")
+
+    # -- running --------------------------------------------------------------------------
+
+    def effective_model(self) -> str:
+        """The model edits run on now (OpenCV while the chosen model's file is missing)."""
+        return self.banner.effective_model(self._settings.model)
+
+    def job_settings(self) -> Any:
+        """The engine's JobSettings for the current choices."""
+        # Imported here: the engine pipeline pulls in the HD code, which only edits need.
+        from lama_desktop.engine.hd import HDConfig, HDStrategy
+        from lama_desktop.engine.pipeline import JobSettings
+
+        return JobSettings(
+            model=self.effective_model(),
+            device=self._settings.device,
+            hd=HDConfig(strategy=HDStrategy(self._settings.hd_strategy)),
+        )
+
+    def _on_stroke_finished(self) -> None:
+        if self._settings.run_mode == "release":
+            self.run_round()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    @async_slot
+    async def run_round(self) -> None:
+        """Send the photo and mask to the scheduler; the result becomes one undo step."""
+        if self._running or not self.canvas.has_image():
+            return
+        mask = self.canvas.mask_array()
+        before = self.canvas.pixels()
+        if mask is None or before is None or not mask.any():
+            self.statusMessage.emit("Paint over what to erase first.")
+            return
+        started = time.perf_counter()
+        generation = self._generation
+        self._set_running(True)
+        try:
+            result = await self._scheduler.inpaint(before, mask, self.job_settings())
+        finally:
+            self._set_running(False)
+        if generation != self._generation:
+            return  # another photo was opened while this one ran
+        after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
+        self.canvas.clear_mask()
+        try:
+            command = InpaintRound(self.canvas, before, after, f"Erase ({result.node})")
+        except ValueError:
+            self.statusMessage.emit("The edit changed nothing.")
+            return
+        self.undo_stack.push(command)  # push() calls redo(), which shows the result
+        self.canvas.repaint()  # on screen now, so the time below includes the paint
+        seconds = time.perf_counter() - started
+        self.roundFinished.emit(str(result.node), seconds)
+
+    def _set_running(self, running: bool) -> None:
+        self._running = running
+        self.canvas.set_busy(running)
+        self._update_run_button()
+        self.busyChanged.emit(running)
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def is_modified(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    async def save_to(self, path: Path, overwrite: bool = False) -> Path:
+        """Encode the edited photo in the format `path` names (else the original's) and write
+        it atomically in an executor thread. An existing file is kept unless `overwrite`."""
+        picture, pixels = self.picture, self.canvas.pixels()
+        if picture is None or pixels is None:
+            raise ValueError("No photo is open.")
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = suffix if suffix in {"png", "jpg", "jpeg", "webp"} else None
+        quality = self._settings.jpeg_quality
+        snapshot = pixels.copy()
+
+        def write() -> None:
+            write_atomic(Path(path), encode_image(picture, snapshot, fmt, quality), overwrite)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        self.saved_path = Path(path)
+        self.undo_stack.setClean()
+        self.documentChanged.emit()
+        self.statusMessage.emit(f"Saved {Path(path).name}")
+        return Path(path)
+
+    def suggested_save_path(self) -> Path | None:
+        """Next to the original, with "-cleaned" added, in the original's format."""
+        if self.path is None:
+            return None
+        return self.path.with_name(f"{self.path.stem}-cleaned{self.path.suffix}")

@@ -1,0 +1,44 @@
+"""Zero-copy views between numpy pixel arrays and QImage, and the changed region of an edit."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+Box = tuple[int, int, int, int]  # top, bottom, left, right (exclusive), like a numpy slice
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """A QImage over `rgb` (uint8 HxWx3, C-contiguous); the array must outlive the image."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 HxWx3 pixels, got {rgb.dtype} {rgb.shape}")
+    if not rgb.flags.c_contiguous:
+        raise ValueError("pixels must be C-contiguous")
+    height, width = rgb.shape[:2]
+    return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+
+
+def alpha_of(image: QImage) -> np.ndarray:
+    """A copy of the alpha channel of an ARGB32 (premultiplied or not) image as uint8 HxW."""
+    if image.format() not in (
+        QImage.Format.Format_ARGB32,
+        QImage.Format.Format_ARGB32_Premultiplied,
+    ):
+        raise ValueError(f"expected an ARGB32 image, got {image.format()}")
+    height, width = image.height(), image.width()
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(height, image.bytesPerLine())
+    # ARGB32 is stored as one native-endian 32-bit word per pixel; alpha is its top byte.
+    index = 3 if np.little_endian else 0
+    return rows[:, : width * 4].reshape(height, width, 4)[..., index].copy()
+
+
+def changed_box(before: np.ndarray, after: np.ndarray) -> Box | None:
+    """The smallest box holding every pixel that differs, or None when nothing changed."""
+    if before.shape != after.shape:
+        raise ValueError(f"shapes differ: {before.shape} and {after.shape}")
+    diff = np.any(before != after, axis=2)
+    rows = np.flatnonzero(diff.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(diff.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
