@@ -1,0 +1,172 @@
+"""Add node dialog: paste a pairing link, or pick an agent found on the LAN and type its code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from shiboken6 import Shiboken
+
+from lama_desktop.cluster import discovery
+from lama_desktop.cluster.discovery import DiscoveredAgent
+from lama_desktop.cluster.keys import PairingLink
+from lama_desktop.ui.async_slot import async_slot
+
+log = logging.getLogger(__name__)
+
+Browse = Callable[[float], list[DiscoveredAgent]]
+BROWSE_SECONDS = 2.0
+
+
+class AddNodeDialog(QDialog):
+    """Asks for a pairing link; `link()` is the validated link once the dialog is accepted.
+
+    `browse` lists agents announcing on the LAN; it blocks for a couple of seconds, so it
+    runs in an executor thread, never in the slot itself.
+    """
+
+    def __init__(self, parent: QWidget | None = None, browse: Browse = discovery.browse) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add node")
+        self.setMinimumWidth(520)
+        self._browse = browse
+        self._link: PairingLink | None = None
+        self._search: asyncio.Future[object] | None = None
+
+        intro = QLabel(
+            "On the other computer run <code>lama-agent pair</code> and paste the link it "
+            "prints, or pick it from the list below and type its pairing code.",
+            self,
+        )
+        intro.setWordWrap(True)
+        self.link_edit = QLineEdit(self)
+        self.link_edit.setPlaceholderText("lama://192.168.1.20:7890/?key=…&code=…")
+        self.link_edit.textChanged.connect(self._validate)
+
+        self.found = QListWidget(self)
+        self.found.setMaximumHeight(110)
+        self.found.currentItemChanged.connect(self._picked)
+        self.search_button = QPushButton("Search again", self)
+        self.search_button.clicked.connect(self.search)
+        self.code_edit = QLineEdit(self)
+        self.code_edit.setPlaceholderText("8-character code shown by the agent")
+        self.code_edit.textChanged.connect(self._validate)
+        self.search_status = QLabel(self)
+        group = QGroupBox("Agents on this network", self)
+        group_layout = QVBoxLayout(group)
+        row = QHBoxLayout()
+        row.addWidget(self.search_status, 1)
+        row.addWidget(self.search_button)
+        group_layout.addLayout(row)
+        group_layout.addWidget(self.found)
+        code_form = QFormLayout()
+        code_form.addRow("Pairing code:", self.code_edit)
+        group_layout.addLayout(code_form)
+
+        self.error = QLabel(self)
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #c62828")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Pair")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        form = QFormLayout()
+        form.addRow("Pairing link:", self.link_edit)
+        layout = QVBoxLayout(self)
+        layout.addWidget(intro)
+        layout.addLayout(form)
+        layout.addWidget(group)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self._validate()
+
+    def link(self) -> PairingLink | None:
+        """The link to pair with: valid and with a code, or None while the input is not."""
+        return self._link
+
+    def _candidate(self) -> str:
+        text = self.link_edit.text().strip()
+        if text:
+            return text
+        item = self.found.currentItem()
+        if item is None:
+            return ""
+        agent: DiscoveredAgent = item.data(Qt.ItemDataRole.UserRole)
+        code = self.code_edit.text().strip().upper()
+        return PairingLink(agent.host, agent.port, agent.server_key, code).format()
+
+    def _validate(self, *_: object) -> None:
+        text = self._candidate()
+        self._link, message = None, ""
+        if text:
+            try:
+                link = PairingLink.parse(text)
+            except ValueError as exc:
+                message = str(exc)
+            else:
+                if link.code:
+                    self._link = link
+                else:
+                    message = (
+                        "A pairing code is needed: run `lama-agent pair` on that computer "
+                        "and copy the code (or the whole link) it prints."
+                    )
+        self.error.setText(message)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self._link is not None)
+
+    def _picked(self, *_: object) -> None:
+        if self.found.currentItem() is not None and self.link_edit.text().strip():
+            self.link_edit.clear()  # the picked agent wins over an old pasted link
+        self._validate()
+
+    def accept(self) -> None:
+        """Close only with a valid link; a bad one keeps the dialog open with its error."""
+        self._validate()
+        if self._link is not None:
+            super().accept()
+
+    def open(self) -> None:
+        """Show the dialog (window-modal, never exec()) and start looking for agents."""
+        super().open()
+        self.search()
+
+    @async_slot
+    async def search(self) -> None:
+        """List the agents that announce themselves on the LAN (blocking browse in a thread)."""
+        self.search_button.setEnabled(False)
+        self.search_status.setText("Searching…")
+        loop = asyncio.get_running_loop()
+        failure = ""
+        try:
+            agents = await loop.run_in_executor(None, self._browse, BROWSE_SECONDS)
+        except OSError as exc:  # no network, multicast blocked: say so, the link still works
+            agents, failure = [], f"Search failed: {exc}"
+        if not Shiboken.isValid(self):
+            return  # the dialog was closed while the search ran
+        self.search_button.setEnabled(True)
+        if not failure:
+            failure = f"{len(agents)} agent(s) found." if agents else "No agent announces here."
+        self.search_status.setText(failure)
+        self.found.clear()
+        for agent in agents:
+            item = QListWidgetItem(f"{agent.name}  —  {agent.host}:{agent.port}", self.found)
+            item.setData(Qt.ItemDataRole.UserRole, agent)

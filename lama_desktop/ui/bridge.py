@@ -1,0 +1,153 @@
+"""ClusterBridge: re-emits the scheduler's plain events as Qt signals and keeps the latest views."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+
+from lama_desktop.cluster.events import (
+    BatchChanged,
+    BatchView,
+    Event,
+    EventBus,
+    JobChanged,
+    JobView,
+    NodeChanged,
+    NodeView,
+    QueuePaused,
+    Snapshot,
+)
+from lama_desktop.ui.async_slot import async_slot
+
+
+@async_slot
+async def _finish(command: Awaitable[Any]) -> None:
+    await command
+
+
+def run_command(result: Any) -> None:
+    """Finish a scheduler command: a coroutine is scheduled, and its failure logged and shown."""
+    if inspect.isawaitable(result):
+        _finish(result)
+
+
+class ClusterBridge(QObject):
+    """Subscribes to an EventBus and turns each event into a Qt signal on the GUI thread.
+
+    The bus calls listeners on whatever thread publishes; the bridge hands every event to
+    its own thread through a queued signal when that differs, so panels only ever see
+    events on the thread the bridge lives in. It also keeps the latest view of every node,
+    batch and job so a panel created late can fill itself from `nodes()` / `batches()`.
+    """
+
+    nodeChanged = Signal(object)  # NodeChanged
+    batchChanged = Signal(object)  # BatchChanged
+    jobChanged = Signal(object)  # JobChanged
+    pausedChanged = Signal(bool)
+    snapshotReady = Signal(object)  # Snapshot
+    _incoming = Signal(object)
+
+    def __init__(
+        self,
+        events: EventBus,
+        parent: QObject | None = None,
+        snapshot: Snapshot | Callable[[], Snapshot] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._nodes: dict[str, NodeView] = {}
+        self._batches: dict[str, BatchView] = {}
+        self._jobs: dict[str, JobView] = {}
+        self._batch_jobs: dict[str, list[str]] = {}
+        self._paused = False
+        # AutoConnection: direct when published on this thread, queued from any other one.
+        self._incoming.connect(self._handle, Qt.ConnectionType.AutoConnection)
+        if snapshot is None:
+            # The scheduler's bus may offer snapshot() (CLUSTER.md); a bare EventBus does not.
+            snapshot = getattr(events, "snapshot", None)
+        if callable(snapshot):
+            snapshot = snapshot()
+        if isinstance(snapshot, Snapshot):
+            self._apply(snapshot)
+        unsubscribe = events.subscribe(self._incoming.emit)
+        self._unsubscribe: Callable[[], None] | None = unsubscribe
+        # A lambda holding only the bus handle: the Python side may be gone by then.
+        self.destroyed.connect(lambda *_: unsubscribe())
+
+    # -- state ---------------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeView]:
+        """The latest view of every known node, in the order they first appeared."""
+        return list(self._nodes.values())
+
+    def batches(self) -> list[BatchView]:
+        """The latest view of every known batch, in queue order."""
+        return sorted(self._batches.values(), key=lambda b: b.position)
+
+    def jobs(self, batch_id: str) -> list[JobView]:
+        """The latest view of each job of one batch, in the order they were first seen."""
+        return [self._jobs[j] for j in self._batch_jobs.get(batch_id, ())]
+
+    def node(self, node_id: str) -> NodeView | None:
+        """One node's latest view, or None when unknown."""
+        return self._nodes.get(node_id)
+
+    def batch(self, batch_id: str) -> BatchView | None:
+        """One batch's latest view, or None when unknown."""
+        return self._batches.get(batch_id)
+
+    def is_paused(self) -> bool:
+        """Whether the whole queue is paused."""
+        return self._paused
+
+    def close(self) -> None:
+        """Stop listening to the bus (also done when the bridge is destroyed)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- event handling ------------------------------------------------------------------
+
+    @Slot(object)
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, Snapshot):
+            self._apply(event)
+            self.snapshotReady.emit(event)
+        elif isinstance(event, NodeChanged):
+            if event.removed:
+                self._nodes.pop(event.node.node_id, None)
+            else:
+                self._nodes[event.node.node_id] = event.node
+            self.nodeChanged.emit(event)
+        elif isinstance(event, BatchChanged):
+            if event.removed:
+                self._batches.pop(event.batch.batch_id, None)
+                for job_id in self._batch_jobs.pop(event.batch.batch_id, []):
+                    self._jobs.pop(job_id, None)
+            else:
+                self._batches[event.batch.batch_id] = event.batch
+            self.batchChanged.emit(event)
+        elif isinstance(event, JobChanged):
+            self._remember_job(event.job)
+            self.jobChanged.emit(event)
+        elif isinstance(event, QueuePaused) and event.paused != self._paused:
+            self._paused = event.paused
+            self.pausedChanged.emit(event.paused)
+
+    def _apply(self, snapshot: Snapshot) -> None:
+        self._nodes = {n.node_id: n for n in snapshot.nodes}
+        self._batches = {b.batch_id: b for b in snapshot.batches}
+        self._jobs.clear()
+        self._batch_jobs.clear()
+        for job in snapshot.jobs:
+            self._remember_job(job)
+        self._paused = snapshot.paused
+
+    def _remember_job(self, job: JobView) -> None:
+        if job.batch_id is None:
+            return  # interactive edits show in the status bar, not in the queue
+        if job.job_id not in self._jobs:
+            self._batch_jobs.setdefault(job.batch_id, []).append(job.job_id)
+        self._jobs[job.job_id] = job

@@ -1,0 +1,322 @@
+"""Nodes panel: a live table of every node with add, remove, enable/disable and local workers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lama_desktop.cluster.events import NodeChanged, NodeState, NodeView, Snapshot
+from lama_desktop.ui.add_node_dialog import AddNodeDialog
+from lama_desktop.ui.async_slot import async_slot
+from lama_desktop.ui.bridge import ClusterBridge, run_command
+from lama_desktop.ui.icons import state_dot
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "Name", "Address", "Device", "State", "GPU", "VRAM", "CPU", "RAM", "Jobs", "Current job",
+    "Throughput",
+)  # fmt: skip
+STATE_COLUMN = COLUMNS.index("State")
+
+STATE_COLOURS = {
+    NodeState.STARTING: QColor("#c98a00"),
+    NodeState.IDLE: QColor("#2e7d32"),
+    NodeState.BUSY: QColor("#1565c0"),
+    NodeState.OFFLINE: QColor("#757575"),
+    NodeState.REFUSED: QColor("#c62828"),
+    NodeState.VERSION_MISMATCH: QColor("#ad1457"),
+    NodeState.DISABLED: QColor("#9e9e9e"),
+}
+_WORKING = (NodeState.IDLE, NodeState.BUSY)
+_DEFAULT_REASONS = {
+    NodeState.STARTING: "Connecting and warming up its workers.",
+    NodeState.OFFLINE: "Not answering (no heartbeat for 3 s).",
+    NodeState.REFUSED: "The node refused this desktop.",
+    NodeState.VERSION_MISMATCH: "The node speaks another protocol version.",
+    NodeState.DISABLED: "Disabled: no new jobs are sent to it.",
+}
+
+
+def format_bytes(n: int | None) -> str:
+    """A byte count the way people read it: 512 MiB, 7.8 GiB."""
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""  # unreachable: the loop always returns at GiB
+
+
+def _used_of(used: int | None, total: int | None) -> str:
+    if used is None and total is None:
+        return ""
+    if used is None:
+        return format_bytes(total)
+    return f"{format_bytes(used)} / {format_bytes(total)}" if total else format_bytes(used)
+
+
+def state_label(state: NodeState) -> str:
+    """The state as a user reads it ("version mismatch", not "version-mismatch")."""
+    return state.value.replace("-", " ")
+
+
+def node_reason(node: NodeView) -> str:
+    """Why a node is not working, or "" when it is idle or busy."""
+    if node.state in _WORKING:
+        return ""
+    return node.reason or _DEFAULT_REASONS.get(node.state, "")
+
+
+def _cell(node: NodeView, column: int) -> str:
+    name = COLUMNS[column]
+    if name == "Name":
+        return f"{node.name} (this computer)" if node.local else node.name
+    if name == "Address":
+        return node.address
+    if name == "Device":
+        return node.device
+    if name == "State":
+        return state_label(node.state)
+    if name == "GPU":
+        return "" if node.gpu_util is None else f"{node.gpu_util:.0f} %"
+    if name == "VRAM":
+        return _used_of(node.vram_used, node.vram_total)
+    if name == "CPU":
+        return "" if node.cpu_percent is None else f"{node.cpu_percent:.0f} %"
+    if name == "RAM":
+        return _used_of(node.ram_used, node.ram_total)
+    if name == "Jobs":
+        return str(node.jobs_done)
+    if name == "Current job":
+        return ", ".join(node.current_jobs)
+    return f"{node.throughput * 60:.1f}/min" if node.throughput else ""
+
+
+class NodesModel(QAbstractTableModel):
+    """One row per node, fed by the bridge; a change updates its row in place."""
+
+    def __init__(self, bridge: ClusterBridge, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._nodes: list[NodeView] = list(bridge.nodes())
+        self._rows = {n.node_id: i for i, n in enumerate(self._nodes)}
+        bridge.nodeChanged.connect(self.on_node_changed)
+        bridge.snapshotReady.connect(self.on_snapshot)
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._nodes)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def node_at(self, row: int) -> NodeView | None:
+        """The node shown in `row`, or None outside the table."""
+        return self._nodes[row] if 0 <= row < len(self._nodes) else None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
+        node = self.node_at(index.row()) if index.isValid() else None
+        if node is None:
+            return None
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _cell(node, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            reason = node_reason(node)
+            head = f"{node.name}: {state_label(node.state)}"
+            return f"{head}\n{reason}" if reason else head
+        if role == Qt.ItemDataRole.ForegroundRole and col == STATE_COLUMN:
+            return STATE_COLOURS[node.state]
+        if role == Qt.ItemDataRole.ForegroundRole and node.state not in _WORKING:
+            return QColor("#757575")  # greyed rows: this node takes no work now
+        if role == Qt.ItemDataRole.DecorationRole and col == STATE_COLUMN:
+            return state_dot(STATE_COLOURS[node.state].name())
+        if role == Qt.ItemDataRole.UserRole:
+            return node.node_id
+        return None
+
+    def on_node_changed(self, event: NodeChanged) -> None:
+        """Insert, update in place, or remove the node's row."""
+        node = event.node
+        row = self._rows.get(node.node_id)
+        if event.removed:
+            if row is not None:
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._nodes[row]
+                self._rows = {n.node_id: i for i, n in enumerate(self._nodes)}
+                self.endRemoveRows()
+        elif row is None:
+            row = len(self._nodes)
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._nodes.append(node)
+            self._rows[node.node_id] = row
+            self.endInsertRows()
+        else:
+            self._nodes[row] = node
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        """Start over from a full snapshot (rare: once when the scheduler starts)."""
+        self.beginResetModel()
+        self._nodes = list(snapshot.nodes)
+        self._rows = {n.node_id: i for i, n in enumerate(self._nodes)}
+        self.endResetModel()
+
+
+class NodesPanel(QWidget):
+    """The Nodes dock: the table, its buttons and context menu."""
+
+    localWorkersToggled = Signal(bool)
+
+    def __init__(self, bridge: ClusterBridge, scheduler: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bridge = bridge
+        self.scheduler = scheduler
+        self.model = NodesModel(bridge, self)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+
+        self.add_button = QPushButton("Add node…", self)
+        self.remove_button = QPushButton("Remove", self)
+        self.enable_button = QPushButton("Disable", self)
+        self.local_box = QCheckBox("Use this computer's workers", self)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        for w in (self.add_button, self.remove_button, self.enable_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        buttons.addWidget(self.local_box)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+
+        self.add_button.clicked.connect(self.open_add_dialog)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.enable_button.clicked.connect(self.toggle_selected)
+        self.local_box.toggled.connect(self.set_local_workers)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.model.dataChanged.connect(self._update_buttons)
+        self.model.rowsInserted.connect(self._update_buttons)
+        self.model.rowsRemoved.connect(self._update_buttons)
+        self.model.modelReset.connect(self._update_buttons)
+        self._dialog: AddNodeDialog | None = None
+        self._update_buttons()
+
+    def selected_node(self) -> NodeView | None:
+        """The node whose row is selected, if any."""
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.node_at(rows[0].row()) if rows else None
+
+    def _local_node(self) -> NodeView | None:
+        return next((n for n in self.bridge.nodes() if n.local), None)
+
+    def _update_buttons(self, *_: object) -> None:
+        node = self.selected_node()
+        self.remove_button.setEnabled(node is not None and not node.local)
+        self.enable_button.setEnabled(node is not None)
+        self.enable_button.setText("Enable" if node is not None and not node.enabled else "Disable")
+        local = self._local_node()
+        self.local_box.setEnabled(local is not None)
+        self.local_box.blockSignals(True)
+        self.local_box.setChecked(local is not None and local.enabled)
+        self.local_box.blockSignals(False)
+
+    def _context_menu(self, pos: Any) -> None:
+        self.table.selectRow(self.table.indexAt(pos).row())
+        menu = QMenu(self)
+        menu.addAction(QAction("Add node…", menu, triggered=self.open_add_dialog))
+        node = self.selected_node()
+        if node is not None:
+            text = "Enable" if not node.enabled else "Disable"
+            menu.addAction(QAction(text, menu, triggered=self.toggle_selected))
+            if not node.local:
+                menu.addAction(QAction("Remove", menu, triggered=self.remove_selected))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def toggle_selected(self) -> None:
+        """Enable a disabled node or disable an enabled one (disabled nodes get no new jobs)."""
+        node = self.selected_node()
+        if node is not None:
+            run_command(self.scheduler.set_node_enabled(node.node_id, not node.enabled))
+
+    def set_local_workers(self, on: bool) -> None:
+        """Switch this computer's workers on or off (the local node is enabled or disabled)."""
+        local = self._local_node()
+        if local is not None and local.enabled != on:
+            run_command(self.scheduler.set_node_enabled(local.node_id, on))
+        self.localWorkersToggled.emit(on)
+
+    def remove_selected(self) -> None:
+        """Ask, then forget the selected remote node (it must be paired again to come back)."""
+        node = self.selected_node()
+        if node is None or node.local:
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Remove node",
+            f"Remove {node.name} ({node.address})? It must be paired again to come back.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self,
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        node_id = node.node_id
+
+        def done(button: int) -> None:
+            if button == QMessageBox.StandardButton.Yes:
+                run_command(self.scheduler.remove_node(node_id))
+
+        box.finished.connect(done)
+        box.open()
+
+    def open_add_dialog(self) -> None:
+        """Open the Add node dialog; on OK pair with the agent it names."""
+        dialog = AddNodeDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.pair(dialog.link()))
+        self._dialog = dialog
+        dialog.open()
+
+    @async_slot
+    async def pair(self, link: Any) -> None:
+        """Pair with the agent a link names; the node then shows in the table."""
+        self.status.setText(f"Pairing with {link.host}:{link.port}…")
+        try:
+            node_id = await self.scheduler.pair(link)
+        except Exception as exc:
+            self.status.setText(f"Pairing with {link.host}:{link.port} failed: {exc}")
+            raise
+        node = self.bridge.node(node_id)
+        self.status.setText(f"Paired with {node.name if node else link.host}.")
