@@ -55,6 +55,7 @@ class JobRecord:
     attempts: int = 0
     crashes: int = 0
     node_losses: int = 0
+    lease: int = 0  # how many times the job was handed out
     reason: str = ""
     node: str | None = None
     dispatched_at: float = 0.0

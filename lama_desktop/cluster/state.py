@@ -39,6 +39,7 @@ class Dispatch:
     node_id: str
     job_id: str
     attempt: int
+    lease: int  # unique per hand-out: answers about an older lease are recognised as stale
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,7 @@ class SchedulerState:
         crashed: bool = False,
         cancelled: bool = False,
         missing_model: bool = False,
+        lease: int | None = None,
     ) -> list[Action]:
         """A FAILED arrived: retry, route around a missing model, or give up (failed/poison)."""
         self._now = now
@@ -367,7 +369,8 @@ class SchedulerState:
             node.assigned.discard(job_id)
             self._node_load_changed(node)
         job = self.jobs.get(job_id)
-        if job is None or job.state != JobState.RUNNING or job.node != node_id or job.writing:
+        stale = lease is not None and lease != job.lease if job is not None else True
+        if job is None or stale or job.state != JobState.RUNNING or job.node != node_id:
             self._dispatch(now)
             return self._flush()  # stale: cancelled, timed out, or already done elsewhere
         if missing_model and node is not None:
@@ -396,8 +399,10 @@ class SchedulerState:
             self._emit_job(job)
             self._out.append(JournalJob(job.job_id))
 
-    def _finish(self, job: JobRecord, state: JobState, reason: str, now: float) -> None:
-        if job.node is not None and state != JobState.DONE:
+    def _finish(
+        self, job: JobRecord, state: JobState, reason: str, now: float, *, release: bool = True
+    ) -> None:
+        if release and job.node is not None and state != JobState.DONE:
             node = self.nodes.get(job.node)
             if node is not None:
                 node.assigned.discard(job.job_id)
@@ -414,13 +419,7 @@ class SchedulerState:
     def cancel_job(self, job_id: str, now: float) -> list[Action]:
         """Cancel a queued job, or interrupt a running one on its node. A write in flight wins."""
         self._now = now
-        job = self.jobs.get(job_id)
-        if job is None or job.state in FINAL or job.writing:
-            return []
-        node_id = job.node
-        if job.state == JobState.RUNNING and node_id is not None:
-            self._out.append(CancelOnNode(node_id, job_id))
-        self._finish(job, JobState.CANCELLED, "cancelled", now)
+        self._cancel(job_id, now)
         self._dispatch(now)
         return self._flush()
 
@@ -432,9 +431,21 @@ class SchedulerState:
             return []
         batch.cancelled = True
         for job_id in batch.job_ids:
-            self._out.extend(self.cancel_job(job_id, now))
+            self._cancel(job_id, now)
         self._update_batch(batch, now)
+        self._dispatch(now)
         return self._flush()
+
+    def _cancel(self, job_id: str, now: float) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state in FINAL or job.writing:
+            return
+        running_on = job.node if job.state == JobState.RUNNING else None
+        if running_on is not None:
+            # The slot stays leased until the node confirms (FAILED cancelled), so the node
+            # is not handed a new job while its worker is still being stopped.
+            self._out.append(CancelOnNode(running_on, job_id))
+        self._finish(job, JobState.CANCELLED, "cancelled", now, release=running_on is None)
 
     def pause(self, paused: bool, now: float) -> list[Action]:
         """Pause or resume the whole queue (running jobs finish; interactive edits still run)."""
@@ -519,7 +530,9 @@ class SchedulerState:
             silent = now - node.last_seen
             alive = node.state in (NodeState.IDLE, NodeState.BUSY, NodeState.DISABLED)
             if alive and silent > self.dead_after:
-                self._out.extend(self.node_down(node.node_id, f"silent for {silent:.1f} s", now))
+                # Evaluate first: node_down swaps self._out when it flushes.
+                lost = self.node_down(node.node_id, f"silent for {silent:.1f} s", now)
+                self._out.extend(lost)
         for job in self.jobs.values():
             if (
                 job.state == JobState.RUNNING
@@ -536,7 +549,6 @@ class SchedulerState:
                 job.node = None
                 self._failed_attempt(job, f"timed out after {self.job_timeout:.0f} s", False, now)
         self._dispatch(now)
-        return self._flush()
         return self._flush()
 
     # ----- dispatch ---------------------------------------------------------------------------
@@ -599,9 +611,10 @@ class SchedulerState:
         self._set_state(job, JobState.RUNNING)
         job.node = node.node_id
         job.attempts += 1
+        job.lease += 1
         job.dispatched_at = now
         node.assigned.add(job.job_id)
-        self._out.append(Dispatch(node.node_id, job.job_id, job.attempts))
+        self._out.append(Dispatch(node.node_id, job.job_id, job.attempts, job.lease))
         self._emit_job(job)
         self._node_load_changed(node)
         if job.batch_id is not None:
