@@ -1,0 +1,265 @@
+"""Batch benchmark: `lama-desktop batch` against IOPaint 1.6's `iopaint run` on the same photos.
+
+Both sides do the same work: OpenCV Navier-Stokes, radius 4 (IOPaint's cv2 model and defaults),
+IOPaint's default HD strategy (crop: longest side over 800 -> one box per mask contour, margin
+128), and PNG output (IOPaint always writes `<stem>.png`). Each contender is a fresh process per
+run, timed wall-clock from start to exit, while the resident memory of its whole process tree
+(workers included) is sampled with psutil. Runs alternate between contenders, rotating the order
+each repeat. Outputs are counted and compared pixel by pixel with IOPaint's. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import PhotoSet, build_photo_set  # benchmarks/ is not a package
+
+DEFAULT_IOPAINT_PYTHON = "/opt/iopaint-venv/bin/python"
+SAMPLE_EVERY_S = 0.02
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One command line under test; `{out}` in `argv` is replaced by a fresh output folder."""
+
+    name: str
+    argv: list[str]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run of one contender measured."""
+
+    wall_s: float
+    peak_rss: int
+    returncode: int
+    outputs: int
+    stderr_tail: str
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (0 for any that already exited)."""
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for member in members:
+        try:
+            total += member.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def run_measured(argv: list[str], out: Path, env: dict[str, str]) -> RunResult:
+    """Run one command to completion, sampling its process tree's RSS every SAMPLE_EVERY_S."""
+    with tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        watched = psutil.Process(child.pid)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, tree_rss(watched))
+            time.sleep(SAMPLE_EVERY_S)
+        wall = time.perf_counter() - started
+        stderr.seek(0)
+        tail = stderr.read()[-2000:].decode(errors="replace")
+    outputs = len(list(out.glob("*.png"))) if out.is_dir() else 0
+    return RunResult(wall, peak, child.returncode, outputs, tail)
+
+
+def _has_flag(argv: list[str], flag: str) -> bool:
+    done = subprocess.run([*argv, "--help"], capture_output=True, text=True)
+    return flag in done.stdout
+
+
+def contenders(photos: PhotoSet, iopaint_python: Path) -> tuple[list[Contender], list[str]]:
+    """Our CLI (plus its cluster route when it exists) and IOPaint; notes on anything left out."""
+    notes = []
+    ours_exe = Path(sys.executable).with_name("lama-desktop")
+    ours = [str(ours_exe)] if ours_exe.is_file() else [sys.executable, "-m", "lama_desktop"]
+    batch = [
+        *ours,
+        "batch",
+        str(photos.images),
+        "--masks",
+        str(photos.masks),
+        "--out",
+        "{out}",
+        "--model",
+        "opencv-ns",
+        "--device",
+        "cpu",
+        "--hd-strategy",
+        "crop",
+        "--format",
+        "png",
+        "--json",
+    ]
+    found = [Contender("lama-desktop", batch)]
+    if _has_flag([*ours, "batch"], "--local-workers"):
+        for workers in (1, 2):
+            name = f"lama-desktop --local-workers {workers}"
+            found.append(Contender(name, [*batch, "--local-workers", str(workers)]))
+    else:
+        notes.append("lama-desktop batch has no --local-workers yet: cluster route not measured")
+    iopaint_exe = iopaint_python.with_name("iopaint")
+    if iopaint_exe.is_file():
+        found.append(
+            Contender(
+                "iopaint",
+                [
+                    str(iopaint_exe),
+                    "run",
+                    "--model=cv2",
+                    "--device=cpu",
+                    f"--image={photos.images}",
+                    f"--mask={photos.masks}",
+                    "--output={out}",
+                ],
+            )
+        )
+    else:
+        notes.append(f"IOPaint not found at {iopaint_exe}: run benchmarks/iopaint_setup.sh")
+    return found, notes
+
+
+def compare_outputs(ours: Path, theirs: Path, masks: Path) -> dict[str, float]:
+    """Pixel agreement of two output folders, inside and outside the masks."""
+    inside_equal = inside_total = outside_differing = 0
+    abs_diff_sum = 0
+    for theirs_file in sorted(theirs.glob("*.png")):
+        a = np.asarray(Image.open(ours / theirs_file.name).convert("RGB"), dtype=np.int16)
+        b = np.asarray(Image.open(theirs_file).convert("RGB"), dtype=np.int16)
+        erased = np.asarray(Image.open(masks / theirs_file.name).convert("L")) >= 127
+        diff = np.abs(a - b).max(axis=2)
+        inside_total += int(erased.sum())
+        inside_equal += int((diff[erased] == 0).sum())
+        abs_diff_sum += int(np.abs(a - b)[erased].sum())
+        outside_differing += int((diff[~erased] > 0).sum())
+    return {
+        "masked_pixels_identical": round(inside_equal / max(inside_total, 1), 4),
+        "masked_mean_abs_diff": round(abs_diff_sum / max(3 * inside_total, 1), 3),
+        "unmasked_pixels_differing": outside_differing,
+    }
+
+
+def summarise(name: str, runs: list[RunResult], count: int) -> dict[str, object]:
+    """Median wall time -> images/s; peak RSS median and max over the repeats."""
+    walls = [r.wall_s for r in runs]
+    peaks = [r.peak_rss for r in runs]
+    return {
+        "name": name,
+        "wall_s": [round(w, 2) for w in walls],
+        "wall_s_median": round(statistics.median(walls), 2),
+        "images_per_s": round(count / statistics.median(walls), 3),
+        "peak_rss_mib_median": round(statistics.median(peaks) / 2**20, 1),
+        "peak_rss_mib_max": round(max(peaks) / 2**20, 1),
+    }
+
+
+def benchmark(repeats: int, warmup: bool, iopaint_python: Path) -> dict[str, object]:
+    """Alternate every contender `repeats` times on the photo set and compare them to IOPaint."""
+    photos = build_photo_set()
+    found, notes = contenders(photos, iopaint_python)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1"}
+    runs: dict[str, list[RunResult]] = {c.name: [] for c in found}
+    failures: list[dict[str, object]] = []
+    agreement: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        kept: dict[str, Path] = {}
+        rounds = ([-1] if warmup else []) + list(range(repeats))
+        for round_no in rounds:
+            shift = max(round_no, 0) % len(found)
+            for contender in found[shift:] + found[:shift]:
+                out = Path(tmp, f"{contender.name.replace(' ', '_')}-{round_no}")
+                argv = [arg.replace("{out}", str(out)) for arg in contender.argv]
+                result = run_measured(argv, out, env)
+                if result.returncode != 0 or result.outputs != photos.count:
+                    failures.append(
+                        {
+                            "name": contender.name,
+                            "returncode": result.returncode,
+                            "outputs": result.outputs,
+                            "stderr": result.stderr_tail,
+                        }
+                    )
+                    continue
+                if round_no >= 0:
+                    runs[contender.name].append(result)
+                if contender.name in kept:
+                    shutil.rmtree(out)  # one output folder per contender is enough to compare
+                else:
+                    kept[contender.name] = out
+        if "iopaint" in kept:
+            agreement = {
+                name: compare_outputs(folder, kept["iopaint"], photos.masks)
+                for name, folder in kept.items()
+                if name != "iopaint"
+            }
+    results = [summarise(name, r, photos.count) for name, r in runs.items() if r]
+    report: dict[str, object] = {
+        "benchmark": "batch",
+        "photos": {
+            "count": photos.count,
+            "size": "1024x768",
+            "folder": str(photos.images),
+            "note": photos.note,
+        },
+        "cpu_count": os.cpu_count(),
+        "repeats": repeats,
+        "results": results,
+        "failures": failures,
+        "notes": notes,
+    }
+    by_name = {r["name"]: r for r in results}
+    if "iopaint" in by_name:
+        base = by_name["iopaint"]
+        report["vs_iopaint"] = {
+            name: {
+                "throughput_ratio": round(r["images_per_s"] / base["images_per_s"], 2),
+                "rss_ratio": round(r["peak_rss_mib_median"] / base["peak_rss_mib_median"], 3),
+                "goal_throughput_3x": r["images_per_s"] >= 3 * base["images_per_s"],
+                "goal_rss_under_half": r["peak_rss_mib_median"] < base["peak_rss_mib_median"] / 2,
+                "outputs_vs_iopaint": agreement.get(name),
+            }
+            for name, r in by_name.items()
+            if name != "iopaint"
+        }
+    return report
+
+
+def main() -> None:
+    """Parse flags, run the benchmark, print its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--iopaint-python",
+        type=Path,
+        default=Path(DEFAULT_IOPAINT_PYTHON),
+        help="python of the IOPaint venv (default: %(default)s)",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one repeat, no warm-up run")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    print(json.dumps(benchmark(repeats, not args.quick, args.iopaint_python), indent=2))
+
+
+if __name__ == "__main__":
+    main()
