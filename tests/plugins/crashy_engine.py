@@ -1,0 +1,41 @@
+"""Test engine that kills its worker with os.abort() on a marked image, else inpaints with OpenCV.
+
+Workers import it through LAMA_PLUGINS=tests.plugins.crashy_engine. An image whose top-left
+pixel is MARKER aborts the process (as a segfaulting native library would), SLOW_MARKER makes
+it hang; any other image is inpainted exactly like OpenCV Telea, so results compare by pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import ClassVar
+
+import numpy as np
+
+from lama_desktop.engine.base import register
+from lama_desktop.engine.opencv import OpenCVTelea
+
+MARKER = (255, 0, 255)  # magenta: abort
+SLOW_MARKER = (0, 255, 255)  # cyan: hang for a minute (for cancel tests)
+
+
+def is_marked(image: np.ndarray) -> bool:
+    """True when the image's top-left pixel is the crash marker."""
+    return tuple(int(c) for c in image[0, 0]) == MARKER
+
+
+@register
+class CrashyEngine(OpenCVTelea):
+    """OpenCV Telea that aborts the whole process on a marked image."""
+
+    name: ClassVar[str] = "crashy"
+    title: ClassVar[str] = "Crashy test engine"
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Abort on the marker, else inpaint like Telea."""
+        if is_marked(image):
+            os.abort()
+        if tuple(int(c) for c in image[0, 0]) == SLOW_MARKER:
+            time.sleep(60)
+        return super().inpaint(image, mask)
