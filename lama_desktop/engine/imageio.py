@@ -28,6 +28,7 @@ OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _ORIENTATION = 0x0112
+_GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 class ImageError(EngineError):
@@ -48,6 +49,7 @@ class Picture:
     format: str  # "JPEG", "PNG", "WEBP", "BMP" or "TIFF"
     exif: bytes | None  # orientation tag cleared, since the pixels are already upright
     icc: bytes | None  # only an RGB profile; others are applied at decode time
+    grey: bool = False  # a greyscale source is written back as greyscale
 
     @property
     def size(self) -> tuple[int, int]:
@@ -153,7 +155,8 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         raise ImageError(
             name, f"colour mode {image.mode} cannot be converted to RGB ({exc})"
         ) from exc
-    return Picture(rgb=rgb, alpha=alpha, format=fmt, exif=exif, icc=icc)
+    grey = image.mode in _GREY_MODES
+    return Picture(rgb=rgb, alpha=alpha, format=fmt, exif=exif, icc=icc, grey=grey)
 
 
 def _to_rgb(
@@ -229,7 +232,7 @@ def decode_mask(data: bytes, name: str, size: tuple[int, int], resize: bool = Fa
                 "make them the same size, or pass --resize-mask to scale the mask "
                 "(nearest neighbour)",
             )
-        mask = mask.resize(tuple(size), Image.Resampling.NEAREST)
+        mask = mask.resize((size[0], size[1]), Image.Resampling.NEAREST)
     return np.array(mask)
 
 
@@ -268,6 +271,8 @@ def encode_image(
         )
     target = _target_format(picture, fmt)
     image = Image.fromarray(rgb, mode="RGB")
+    if picture.grey:
+        image = image.convert("L")
     if picture.alpha is not None and target in _ALPHA_FORMATS:
         image.putalpha(Image.fromarray(picture.alpha, mode="L"))
     options: dict[str, object] = {}

@@ -169,3 +169,23 @@ def test_written_file_has_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "TIFF"])
+def test_greyscale_photo_stays_greyscale(fmt: str) -> None:
+    grey = gradient()[..., 0]
+    picture = decode_image(encode(Image.fromarray(grey, mode="L"), fmt), "grey")
+    assert picture.grey
+    with Image.open(io.BytesIO(encode_image(picture, picture.rgb))) as out:
+        assert out.format == fmt
+        assert out.mode == "L"
+        back = np.array(out.convert("L")).astype(int)
+    assert np.abs(back - grey).max() <= (6 if fmt == "JPEG" else 0)
+
+
+def test_greyscale_with_alpha_keeps_both() -> None:
+    la = Image.fromarray(np.dstack([gradient()[..., 1], gradient()[..., 2]]), mode="LA")
+    picture = decode_image(encode(la, "PNG"), "la.png")
+    with Image.open(io.BytesIO(encode_image(picture, picture.rgb))) as out:
+        assert out.mode == "LA"
+        np.testing.assert_array_equal(np.array(out), np.array(la))
