@@ -232,7 +232,6 @@ class NodesPanel(QWidget):
         self.model.rowsInserted.connect(self._update_buttons)
         self.model.rowsRemoved.connect(self._update_buttons)
         self.model.modelReset.connect(self._update_buttons)
-        self._dialog: AddNodeDialog | None = None
         self._update_buttons()
 
     def selected_node(self) -> NodeView | None:
@@ -291,23 +290,25 @@ class NodesPanel(QWidget):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             self,
         )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         node_id = node.node_id
 
         def done(button: int) -> None:
+            box.deleteLater()
             if button == QMessageBox.StandardButton.Yes:
                 run_command(self.scheduler.remove_node(node_id))
 
         box.finished.connect(done)
         box.open()
 
-    def open_add_dialog(self) -> None:
+    def open_add_dialog(self) -> AddNodeDialog:
         """Open the Add node dialog; on OK pair with the agent it names."""
         dialog = AddNodeDialog(self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.pair(dialog.link()))
-        self._dialog = dialog
+        # deleteLater on finish rather than WA_DeleteOnClose: the latter crashed PySide 6.11
+        # when the panel was destroyed with the deferred delete still pending.
+        dialog.finished.connect(dialog.deleteLater)
         dialog.open()
+        return dialog
 
     @async_slot
     async def pair(self, link: Any) -> None:
