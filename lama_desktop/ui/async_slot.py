@@ -24,7 +24,7 @@ def show_error(parent: QWidget | None, title: str, error: BaseException) -> None
     text = str(error) or type(error).__name__
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
     box.setWindowModality(Qt.WindowModality.WindowModal)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.finished.connect(box.deleteLater)
     box.open()
 
 

@@ -100,6 +100,7 @@ class EditorWidget(QWidget):
         self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.size_slider.setRange(*BRUSH_RANGE)
         self.size_slider.setValue(self._settings.brush_size)
+        self.size_slider.setMinimumWidth(100)
         self.size_slider.setMaximumWidth(160)
         self.size_slider.setToolTip("Brush size in photo pixels ([ and ] change it)")
         self._size_label = QLabel(f"{self._settings.brush_size} px", self)
@@ -148,6 +149,14 @@ class EditorWidget(QWidget):
         self._add_shortcut("[", lambda: self.step_brush(-1))
         self._add_shortcut("]", lambda: self.step_brush(+1))
         self._add_shortcut("Ctrl+Return", lambda: self.run_round())
+
+    def reload_settings(self) -> None:
+        """Show settings changed elsewhere (the settings dialog) in the tool row."""
+        self.size_slider.setValue(self._settings.brush_size)
+        self.model_box.setCurrentIndex(max(0, self.model_box.findData(self._settings.model)))
+        self.hd_box.setCurrentIndex(max(0, self.hd_box.findData(self._settings.hd_strategy)))
+        self.auto_run.setChecked(self._settings.run_mode == "release")
+        self._on_model_changed()
 
     def _tool(self, text: str, tip: str, checkable: bool = False) -> QToolButton:
         button = QToolButton(self)

@@ -1,0 +1,200 @@
+"""The desktop app: Qt + qasync loop; the window first, then the scheduler and local agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any
+
+from lama_desktop.config import AppDirs, AppSettings, ConfigError, app_dirs, load_settings
+
+log = logging.getLogger("lama_desktop.app")
+
+# Set by tests and benchmarks: quit on its own once the window is shown and the cluster is up,
+# writing a JSON report (timings, memory, whether torch was imported) to this path.
+STARTUP_REPORT_ENV = "LAMA_STARTUP_REPORT"
+LOG_FILE = "lama-desktop.log"
+
+
+def setup_logging(log_dir: Path) -> Path:
+    """Log to a rotating file in `log_dir` (Help > Logs shows it) and warnings to stderr."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / LOG_FILE
+    handler = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    root.addHandler(console)
+    return path
+
+
+def _install_exception_hooks(loop: asyncio.AbstractEventLoop) -> None:
+    """An exception in a plain slot or a stray task reaches the log instead of vanishing."""
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        log.error("uncaught exception", exc_info=(kind, value, tb))
+
+    def loop_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        log.error("event loop: %s", context.get("message"), exc_info=error)
+
+    sys.excepthook = excepthook
+    loop.set_exception_handler(loop_handler)
+
+
+class EmbeddedCluster:
+    """The scheduler and this computer's own agent, started after the window is up."""
+
+    def __init__(self, settings: AppSettings, dirs: AppDirs) -> None:
+        from lama_desktop.cluster.keys import load_or_create_keypair
+        from lama_desktop.cluster.scheduler import Scheduler
+
+        dirs.data.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.dirs = dirs
+        self.keypair = load_or_create_keypair(dirs.keypair)
+        self.scheduler = Scheduler(
+            journal=dirs.journal,
+            keypair=self.keypair,
+            name=socket.gethostname(),
+            job_timeout=settings.job_timeout,
+        )
+        self.agent: Any = None
+        self.local_node: str | None = None
+
+    async def start(self) -> None:
+        """Start the scheduler (it resumes unfinished batches), then the local agent."""
+        from lama_desktop.cluster.agent import Agent
+        from lama_desktop.cluster.keys import load_or_create_keypair
+
+        await self.scheduler.start()
+        agent_dir = self.dirs.data / "local-agent"
+        agent_dir.mkdir(parents=True, exist_ok=True)
+        self.agent = Agent(
+            "tcp://127.0.0.1:0",
+            data_dir=agent_dir,
+            workers=self.settings.workers(),  # type: ignore[arg-type]
+            device=self.settings.device,
+            name=f"{socket.gethostname()} (this computer)",
+            keypair=load_or_create_keypair(agent_dir / "agent.key"),
+            preauthorized=[self.keypair.public],
+            log_file=False,  # the app's own log already holds the agent's lines
+        )
+        await self.agent.start()
+        self.local_node = await self.scheduler.add_node(
+            self.agent.endpoint, self.agent.public_key, self.agent.name, local=True
+        )
+
+    async def stop(self) -> None:
+        """Stop the agent (its running jobs go back to the journal), then the scheduler."""
+        if self.agent is not None:
+            await self.agent.stop(drain=False)
+        await self.scheduler.stop()
+
+
+async def run(app: Any, settings: AppSettings, dirs: AppDirs, photo: str | None) -> int:
+    """Show the window, start the cluster, wait for a confirmed quit, then stop everything."""
+    from lama_desktop.ui.async_slot import cancel_pending
+    from lama_desktop.ui.bridge import ClusterBridge
+    from lama_desktop.ui.main_window import MainWindow
+
+    started = _process_start()
+    cluster = EmbeddedCluster(settings, dirs)
+    bridge = ClusterBridge(cluster.scheduler.events)
+    window = MainWindow(cluster.scheduler, bridge, settings, dirs=dirs)
+    quit_requested = asyncio.Event()
+    window.quitConfirmed.connect(quit_requested.set)
+    app.aboutToQuit.connect(quit_requested.set)
+    window.show()
+    await asyncio.sleep(0)  # one loop turn: Qt paints the window before the cluster starts
+    shown_s = time.time() - started
+    log.info("window shown %.2f s after the process started", shown_s)
+    if photo:
+        window.open_path(Path(photo))
+    try:
+        await cluster.start()
+        window.set_agent(cluster.agent)
+    except Exception as exc:
+        log.exception("the local cluster did not start")
+        window.statusBar().showMessage(f"The local workers did not start: {exc}")
+    report = os.environ.get(STARTUP_REPORT_ENV)
+    if report:
+        await _write_startup_report(Path(report), window, shown_s, started)
+        quit_requested.set()
+    await quit_requested.wait()
+    # Each slot task logs its own failure; here they only need to be finished before the stop.
+    await asyncio.gather(*cancel_pending(), return_exceptions=True)
+    await cluster.stop()
+    window.shutdown()
+    window.deleteLater()
+    bridge.deleteLater()
+    await asyncio.sleep(0)
+    return 0
+
+
+def _process_start() -> float:
+    import psutil
+
+    return float(psutil.Process().create_time())
+
+
+async def _write_startup_report(
+    path: Path, window: Any, shown_s: float, started: float, warm_timeout: float = 60.0
+) -> None:
+    """Wait (bounded) for the local workers to be ready, then record what the GUI holds."""
+    import psutil
+
+    cluster_up_s = time.time() - started
+    deadline = time.monotonic() + warm_timeout
+    while time.monotonic() < deadline and "ready" not in window.workers_label.text():
+        await asyncio.sleep(0.05)
+    report = {
+        "window_shown_s": shown_s,
+        "cluster_up_s": cluster_up_s,
+        "workers_ready_s": time.time() - started,
+        "workers": window.workers_label.text(),
+        "rss_bytes": psutil.Process().memory_info().rss,
+        "torch_imported": "torch" in sys.modules,
+        "cv2_imported": "cv2" in sys.modules,
+        "pid": os.getpid(),
+    }
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def main(photo: str | None = None) -> int:
+    """Start the desktop app; returns the process exit code."""
+    import qasync
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    dirs = app_dirs()
+    setup_logging(dirs.log)
+    try:
+        settings = load_settings(dirs.settings_file)
+    except ConfigError as exc:
+        print(f"lama-desktop: {exc}", file=sys.stderr)
+        return 2
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Lama Desktop")
+    app.setDesktopFileName("lama-desktop")
+    app.setWindowIcon(QIcon(str(Path(__file__).parent / "resources" / "lama-desktop.svg")))
+    app.setQuitOnLastWindowClosed(False)  # the tray keeps the app; quitting is explicit
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    _install_exception_hooks(loop)
+    try:
+        return loop.run_until_complete(run(app, settings, dirs, photo))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)

@@ -1,0 +1,395 @@
+"""The main window: the editor in the middle, Nodes and Queue docks, menus, status bar, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+
+from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
+from lama_desktop.config import AppDirs, AppSettings, app_dirs
+from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
+from lama_desktop.ui.editor import EditorWidget
+from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+UNFINISHED = {BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED}
+
+
+class MainWindow(QMainWindow):
+    """Editor plus cluster panels. `quitConfirmed` fires once the user has agreed to quit;
+    the app then stops the cluster and ends the loop (app.py)."""
+
+    quitConfirmed = Signal()
+
+    def __init__(
+        self,
+        scheduler: Any,
+        bridge: Any,
+        settings: AppSettings,
+        parent: QWidget | None = None,
+        *,
+        dirs: AppDirs | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.scheduler = scheduler
+        self.bridge = bridge
+        self.settings = settings
+        self.dirs = dirs or app_dirs()
+        self.agent: Any = None  # the embedded local agent, once started (set_agent)
+        self._quitting = False
+        self.setWindowTitle("Lama Desktop")
+        self.setAcceptDrops(True)
+        self.resize(1280, 820)
+        self.editor = EditorWidget(scheduler, settings, self.dirs.models, self)
+        self.setCentralWidget(self.editor)
+        self._build_docks()
+        self._build_status_bar()
+        self._build_menus()
+        self.tray = self._make_tray()
+        self.editor.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.editor.roundFinished.connect(self._on_round_finished)
+        self.editor.documentChanged.connect(self._update_title)
+        self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        bridge.nodeChanged.connect(self._on_node_changed)
+        bridge.snapshotReady.connect(lambda _s: self._update_workers())
+        set_error_handler(self._show_error)
+        self._update_workers()
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build_docks(self) -> None:
+        from lama_desktop.ui.nodes_panel import NodesPanel
+        from lama_desktop.ui.queue_panel import QueuePanel
+
+        self.nodes_panel = NodesPanel(self.bridge, self.scheduler, self)
+        self.queue_panel = QueuePanel(self.bridge, self.scheduler, self)
+        self.nodes_panel.localWorkersToggled.connect(self._on_local_workers_toggled)
+        self.nodes_dock = self._dock("Nodes", self.nodes_panel)
+        self.queue_dock = self._dock("Queue", self.queue_panel)
+        self.tabifyDockWidget(self.nodes_dock, self.queue_dock)
+        self.nodes_dock.raise_()
+        # The editor gets most of the width; the panels can be widened or floated.
+        self.resizeDocks([self.nodes_dock], [440], Qt.Orientation.Horizontal)
+
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}-dock")
+        dock.setWidget(widget)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        self.last_edit_label = QLabel("", self)
+        self.workers_label = QLabel("Workers: starting…", self)
+        self.statusBar().addPermanentWidget(self.last_edit_label)
+        self.statusBar().addPermanentWidget(self.workers_label)
+
+    def _make_tray(self) -> Any:
+        from lama_desktop.ui.tray import TrayIcon
+
+        tray = TrayIcon(self.bridge, self.scheduler, self, self)
+        tray.quitRequested.connect(self.request_quit)
+        return tray
+
+    def _action(self, menu: QMenu, text: str, slot: Any, keys: Any = None) -> QAction:
+        action = QAction(text, self)
+        if keys is not None:
+            action.setShortcut(QKeySequence(keys))
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._action(file_menu, "&Batch…", self.open_batch_dialog, "Ctrl+B")
+        file_menu.addSeparator()
+        self.save_action = self._action(
+            file_menu, "&Save", self.save, QKeySequence.StandardKey.Save
+        )
+        self._action(file_menu, "Save &As…", self.save_as, "Ctrl+Shift+S")
+        file_menu.addSeparator()
+        self._action(
+            file_menu, "Se&ttings…", self.open_settings, QKeySequence.StandardKey.Preferences
+        )
+        self._action(file_menu, "&Quit", self.request_quit, QKeySequence.StandardKey.Quit)
+        edit_menu = bar.addMenu("&Edit")
+        undo = self.editor.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence("Ctrl+Z"))
+        redo = self.editor.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit_menu.addAction(undo)
+        edit_menu.addAction(redo)
+        edit_menu.addSeparator()
+        self._action(edit_menu, "Clear mask", self.editor.canvas.clear_mask, "Escape")
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.nodes_dock.toggleViewAction())
+        view_menu.addAction(self.queue_dock.toggleViewAction())
+        view_menu.addSeparator()
+        self._action(view_menu, "&Fit", self.editor.canvas.fit, "Ctrl+0")
+        self._action(view_menu, "&100 %", self.editor.canvas.actual_size, "Ctrl+1")
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Logs", self.show_logs)
+        self._action(help_menu, "&About", self.show_about)
+
+    # -- status -------------------------------------------------------------------------
+
+    def _on_round_finished(self, node: str, seconds: float) -> None:
+        view = self.bridge.node(node) if hasattr(self.bridge, "node") else None
+        name = view.name if view is not None else node
+        self.last_edit_label.setText(f"Last edit: {name}, {seconds * 1000:.0f} ms")
+
+    def _on_node_changed(self, event: NodeChanged) -> None:
+        if event.node.local:
+            self._update_workers()
+
+    def _update_workers(self) -> None:
+        """Say whether this computer's workers are still warming up (they import the engine)."""
+        local = [n for n in self.bridge.nodes() if n.local]
+        if not local:
+            self.workers_label.setText("Workers: starting…")
+        elif not local[0].enabled or local[0].state == NodeState.DISABLED:
+            self.workers_label.setText("Local workers: off")
+        elif local[0].state == NodeState.STARTING or local[0].slots == 0:
+            self.workers_label.setText("Local workers: warming up…")
+        elif local[0].state in (NodeState.IDLE, NodeState.BUSY):
+            self.workers_label.setText(f"Local workers: ready ({local[0].slots})")
+        else:
+            self.workers_label.setText(f"Local workers: {local[0].state.value} {local[0].reason}")
+
+    def _update_title(self) -> None:
+        path = self.editor.path
+        name = path.name if path is not None else ""
+        star = "*" if self.editor.is_modified() else ""
+        self.setWindowTitle(f"{name}{star} — Lama Desktop" if name else "Lama Desktop")
+
+    def _show_error(self, parent: QWidget | None, title: str, error: BaseException) -> None:
+        self.statusBar().showMessage(f"{title}: {error}", 15000)
+        show_error(self, title, error)
+
+    def set_agent(self, agent: Any) -> None:
+        """The embedded local agent, so settings can switch its workers without a restart."""
+        self.agent = agent
+
+    # -- files --------------------------------------------------------------------------
+
+    @async_slot
+    async def open_path(self, path: Path) -> None:
+        """Open one photo in the editor (asks first when the current one has unsaved edits)."""
+        if self.editor.is_modified() and not await self._confirm_discard():
+            return
+        await self.editor.open_file(path)
+        self.settings.add_recent(path)
+        await self.save_settings()
+
+    @async_slot
+    async def open_dialog(self) -> None:
+        start = self.editor.path.parent if self.editor.path else Path.home()
+        path = await choose_open_path(self, start)
+        if path is not None:
+            await self.open_path(path)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for text in self.settings.recent_files:
+            action = self.recent_menu.addAction(text)
+            action.triggered.connect(lambda _c=False, p=Path(text): self.open_path(p))
+        if not self.settings.recent_files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    async def _confirm_discard(self) -> bool:
+        answer = await ask(
+            self,
+            "Unsaved edits",
+            "The photo has edits that are not saved. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
+
+    @async_slot
+    async def save(self) -> None:
+        """Save to where the user last saved; the original is only replaced after asking."""
+        if self.editor.path is None:
+            return
+        target = self.editor.saved_path or self.editor.path
+        if target == self.editor.path:
+            answer = await ask(
+                self,
+                "Overwrite the original?",
+                f"Replace the original photo {target.name} with the edited one? "
+                "This cannot be undone. Choose Save As to keep the original.",
+                QMessageBox.StandardButton.Save
+                | QMessageBox.StandardButton.SaveAll
+                | QMessageBox.StandardButton.Cancel,
+                labels={
+                    QMessageBox.StandardButton.Save: "Overwrite",
+                    QMessageBox.StandardButton.SaveAll: "Save As…",
+                },
+            )
+            if answer == QMessageBox.StandardButton.SaveAll:
+                await self.save_as()
+                return
+            if answer != QMessageBox.StandardButton.Save:
+                return
+        await self.editor.save_to(target, overwrite=True)
+
+    @async_slot
+    async def save_as(self) -> None:
+        suggested = self.editor.suggested_save_path()
+        if suggested is None:
+            return
+        path = await choose_save_path(self, self.editor.saved_path or suggested)
+        if path is not None:
+            # The file dialog has already asked before choosing an existing file.
+            await self.editor.save_to(path, overwrite=True)
+
+    # -- drag and drop ------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        self.handle_dropped(paths)
+
+    def handle_dropped(self, paths: list[Path]) -> None:
+        """One photo opens in the editor; folders or several photos open the batch dialog."""
+        if len(paths) == 1 and paths[0].suffix.lower() in IMAGE_SUFFIXES and not paths[0].is_dir():
+            self.open_path(paths[0])
+        elif paths:
+            self.open_batch_dialog(paths)
+
+    def open_batch_dialog(self, paths: list[Path] | None = None) -> None:
+        """Choose masks, output and model for a batch; on OK it is queued on the scheduler."""
+        from lama_desktop.ui.batch_dialog import BatchDialog
+
+        dialog = BatchDialog(list(paths or []), self.settings, self)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.accepted.connect(lambda: self._submit_batch(dialog.result_batch()))
+        self._batch_dialog = dialog
+        dialog.open()
+
+    def _submit_batch(self, batch: tuple[Any, Any, str] | None) -> None:
+        if batch is None:
+            return
+        plan, job_settings, name = batch
+        self.scheduler.submit_batch(plan, job_settings, name)
+        self.queue_dock.show()
+        self.queue_dock.raise_()
+        self.statusBar().showMessage(f"Queued batch {name}", 8000)
+
+    # -- settings, logs, about ----------------------------------------------------------
+
+    async def save_settings(self) -> None:
+        from lama_desktop.config import save_settings
+
+        await asyncio.get_running_loop().run_in_executor(
+            None, save_settings, self.settings, self.dirs.settings_file
+        )
+
+    def open_settings(self) -> None:
+        from lama_desktop.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.applied.connect(self.apply_settings)
+        self._settings_dialog = dialog
+        dialog.open()
+
+    @async_slot
+    async def apply_settings(self, settings: AppSettings) -> None:
+        """Take new settings at once: local workers, queue limits, editor choices; then save."""
+        old_workers = self.settings.workers()
+        self.settings.__dict__.update(settings.__dict__)
+        self.editor.reload_settings()
+        if self.agent is not None and settings.workers() != old_workers:
+            result = self.agent.set_workers(settings.workers())
+            if asyncio.iscoroutine(result):
+                await result
+        limits = getattr(self.scheduler, "set_limits", None)
+        if limits is not None:
+            result = limits(job_timeout=settings.job_timeout, max_attempts=settings.max_attempts)
+            if asyncio.iscoroutine(result):
+                await result
+        await self.save_settings()
+
+    def _on_local_workers_toggled(self, on: bool) -> None:
+        self.settings.local_workers = on
+
+    def show_logs(self) -> None:
+        from lama_desktop.ui.log_view import LogView
+
+        view = LogView(self.dirs.log, self)
+        view.finished.connect(view.deleteLater)
+        view.show()
+
+    def show_about(self) -> None:
+        from lama_desktop import __version__
+
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "About Lama Desktop",
+            f"Lama Desktop {__version__}\nErase objects from photos with LaMa "
+            "inpainting, spread over every machine you have.",
+            parent=self,
+        )
+        box.finished.connect(box.deleteLater)
+        box.open()
+
+    # -- closing and quitting -----------------------------------------------------------
+
+    def unfinished_batches(self) -> int:
+        return sum(1 for b in self.bridge.batches() if b.state in UNFINISHED)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Closing with queued work keeps the app in the tray; otherwise it is a quit."""
+        if self._quitting:
+            event.accept()
+            return
+        event.ignore()
+        if self.unfinished_batches() and self.settings.close_to_tray and self.tray.available():
+            self.hide()
+            self.tray.notify_once_kept_running()
+            return
+        self.request_quit()
+
+    @async_slot
+    async def request_quit(self) -> None:
+        """Ask about unsaved edits and unfinished batches, then quit (the journal keeps them)."""
+        if self._quitting:
+            return
+        if self.editor.is_modified() and not await self._confirm_discard():
+            return
+        count = self.unfinished_batches()
+        if count:
+            answer = await ask(
+                self,
+                "Quit with work in progress?",
+                f"{count} batch(es) are not finished. They are kept and resume the next time "
+                "Lama Desktop starts. Quit now?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._quitting = True
+        await self.save_settings()
+        self.quitConfirmed.emit()
+
+    def shutdown(self) -> None:
+        """Take the tray icon away and close the window for good (the app is ending)."""
+        self._quitting = True
+        self.tray.close()
+        self.close()

@@ -1,0 +1,129 @@
+"""UI test fixtures: isolated app folders, a qasync loop over pytest-qt's QApplication, a real
+embedded cluster (scheduler + local agent with one OpenCV worker), and a widget leak check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lama_desktop.config import AppDirs, AppSettings, app_dirs
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def app_env(isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> AppDirs:
+    """The app's folders, all inside the test's temporary folder (LAMA_* set by tests/conftest)."""
+    for var in ("LAMA_MODEL", "LAMA_DEVICE", "LAMA_LOCAL_WORKERS", "LAMA_RUN_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    dirs = app_dirs()
+    assert str(dirs.config).startswith(str(isolated_dirs))
+    return dirs
+
+
+class LoopRunner:
+    """Drives a qasync loop from a synchronous test: Qt events are processed while waiting."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, awaitable: Awaitable[T], timeout: float = 30.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Let the loop run until `predicate()` holds; fail with a clear message otherwise."""
+
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+
+        try:
+            self.run(poll(), timeout)
+        except TimeoutError:
+            pytest.fail(f"condition not met within {timeout} s: {predicate}")
+
+
+@pytest.fixture
+def qloop(qapp: Any) -> Iterator[LoopRunner]:
+    """A qasync event loop over the test QApplication, closed cleanly afterwards."""
+    import qasync
+
+    from lama_desktop.ui.async_slot import cancel_pending
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    runner = LoopRunner(loop)
+    try:
+        yield runner
+    finally:
+        tasks = cancel_pending()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def no_leaked_widgets(qapp: Any) -> Iterator[None]:
+    """Fail a test that leaves visible top-level widgets behind (closed windows are fine)."""
+    before = set(map(id, qapp.topLevelWidgets()))
+    yield
+    qapp.processEvents()
+    leaked = [w for w in qapp.topLevelWidgets() if id(w) not in before and w.isVisible()]
+    for widget in leaked:
+        widget.close()
+    assert not leaked, f"test left windows open: {[type(w).__name__ for w in leaked]}"
+
+
+@pytest.fixture
+def settings() -> AppSettings:
+    """Settings for tests: OpenCV (no model file needed), one local worker, manual runs."""
+    return AppSettings(
+        model="opencv-ns", device="cpu", local_worker_count=1, run_mode="release", brush_size=24
+    )
+
+
+@pytest.fixture
+def cluster(qloop: LoopRunner, app_env: AppDirs, settings: AppSettings) -> Iterator[Any]:
+    """A real Scheduler and embedded local Agent with one worker subprocess, warmed up."""
+    from lama_desktop.app import EmbeddedCluster
+
+    embedded = EmbeddedCluster(settings, app_env)
+    qloop.run(embedded.start(), timeout=30)
+    try:
+        wait_local_ready(qloop, embedded)
+        yield embedded
+    finally:
+        qloop.run(embedded.stop(), timeout=30)
+
+
+def wait_local_ready(qloop: LoopRunner, embedded: Any, timeout: float = 30.0) -> None:
+    """Wait until the local node reports a ready worker (its engine is imported)."""
+    from lama_desktop.cluster.events import NodeState
+
+    def ready() -> bool:
+        snapshot = embedded.scheduler.events.snapshot()
+        return any(
+            n.local and n.state in (NodeState.IDLE, NodeState.BUSY) and n.slots > 0
+            for n in snapshot.nodes
+        )
+
+    qloop.wait_until(ready, timeout)
+
+
+def write_photo(path: Path, width: int = 320, height: int = 240, seed: int = 1) -> np.ndarray:
+    """A smooth test photo with some texture, saved losslessly or as JPEG by suffix."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1)
+    noise = rng.integers(0, 24, (height, width, 3))
+    rgb = np.clip(base + noise, 0, 255).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb

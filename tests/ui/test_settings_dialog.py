@@ -1,0 +1,41 @@
+"""Settings dialog: shows the loaded settings (env overrides included), validates, applies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lama_desktop.config import AppDirs, AppSettings, load_settings, save_settings
+from lama_desktop.ui.settings_dialog import SettingsDialog
+
+pytestmark = pytest.mark.gui
+
+
+def test_dialog_shows_environment_override_and_applies_copy(
+    qtbot: Any, app_env: AppDirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_settings(AppSettings(model="lama", brush_size=30))
+    monkeypatch.setenv("LAMA_MODEL", "opencv-telea")
+    monkeypatch.setenv("LAMA_LOCAL_WORKERS", "2")
+    loaded = load_settings()
+    dialog = SettingsDialog(loaded)
+    qtbot.addWidget(dialog)
+    assert dialog.model.currentText() == "opencv-telea"
+    assert dialog.worker_count.value() == 2 and dialog.brush_size.value() == 30
+    dialog.worker_count.setValue(3)
+    dialog.job_timeout.setValue(42)
+    with qtbot.waitSignal(dialog.applied) as applied:
+        assert dialog.apply()
+    new: AppSettings = applied.args[0]
+    assert (new.local_worker_count, new.job_timeout, new.workers()) == (3, 42, 3)
+    assert loaded.local_worker_count == 2, "the dialog edits a copy until applied"
+
+
+def test_bad_value_is_shown_and_not_applied(qtbot: Any, app_env: AppDirs) -> None:
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.device.setCurrentText("tpu")
+    with qtbot.assertNotEmitted(dialog.applied):
+        assert not dialog.apply()
+    assert "device = 'tpu'" in dialog.error.text()
