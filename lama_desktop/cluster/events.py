@@ -138,6 +138,14 @@ class EventBus:
     """Synchronous fan-out; a failing listener is logged and never stops the others."""
 
     _listeners: list[Listener] = field(default_factory=list)
+    # Set by the Scheduler: what `snapshot()` returns to a late subscriber.
+    snapshot_source: Callable[[], Snapshot] | None = None
+
+    def snapshot(self) -> Snapshot:
+        """Everything the publisher knows now (empty before a scheduler is attached)."""
+        if self.snapshot_source is None:
+            return Snapshot(nodes=(), batches=(), jobs=(), paused=False)
+        return self.snapshot_source()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
