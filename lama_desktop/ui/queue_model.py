@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt
@@ -47,7 +48,7 @@ def format_eta(seconds: float | None) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds} s"
-    minutes = round(seconds / 60)
+    minutes = math.ceil(seconds / 60)  # round up: a remaining time should not promise too much
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import qasync
 from PIL import Image
 
 from lama_desktop.config import AppSettings
@@ -16,25 +13,7 @@ from lama_desktop.engine import plan as plan_module
 from lama_desktop.engine.plan import PlanError
 from lama_desktop.ui.batch_dialog import BatchDialog, guess_defaults, plan_dropped
 
-pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("propagateSizeHints")]
-
-
-@pytest.fixture
-def loop(qapp) -> Iterator[qasync.QEventLoop]:
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    yield loop
-    loop.run_until_complete(asyncio.sleep(0))
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
-def run_until(loop: qasync.QEventLoop, done: Callable[[], bool], timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not done():
-            await asyncio.sleep(0.02)
-
-    loop.run_until_complete(asyncio.wait_for(poll(), timeout))
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("This plugin does not support")]
 
 
 def photo(path: Path, colour: tuple[int, int, int] = (200, 50, 50)) -> Path:
@@ -60,10 +39,10 @@ def shoot(tmp_path: Path) -> Path:
     return photos
 
 
-def test_dropped_folder_pairs_masks_and_lists_the_rest(qtbot, loop, shoot: Path) -> None:
+def test_dropped_folder_pairs_masks_and_lists_the_rest(qtbot, qloop, shoot: Path) -> None:
     dialog = BatchDialog([shoot], AppSettings(model="opencv-ns", hd_strategy="resize"))
     qtbot.addWidget(dialog)
-    run_until(loop, lambda: dialog.plan is not None)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
     assert dialog.masks_edit.text() == str(shoot.parent / "shoot_masks")
     assert dialog.output_edit.text() == str(shoot.parent / "shoot_cleaned")
     assert dialog.name_edit.text() == "shoot"
@@ -82,22 +61,22 @@ def test_dropped_folder_pairs_masks_and_lists_the_rest(qtbot, loop, shoot: Path)
     assert name == "shoot"
 
 
-def test_single_mask_for_all_and_bad_input(qtbot, loop, shoot: Path, tmp_path: Path) -> None:
+def test_single_mask_for_all_and_bad_input(qtbot, qloop, shoot: Path, tmp_path: Path) -> None:
     dialog = BatchDialog([shoot], AppSettings())
     qtbot.addWidget(dialog)
-    run_until(loop, lambda: dialog.plan is not None)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
     dialog.mask_file_radio.setChecked(True)
     assert dialog.masks_edit.text() == "" and not dialog.ok_button.isEnabled()
     dialog.masks_edit.setText(str(tmp_path / "nowhere.png"))
-    run_until(loop, lambda: "Cannot plan" in dialog.summary.text())
+    qloop.wait_until(lambda: "Cannot plan" in dialog.summary.text(), timeout=5)
     assert "not found" in dialog.summary.text() and not dialog.ok_button.isEnabled()
     assert dialog.result_batch() is None
     dialog.masks_edit.setText(str(mask(tmp_path / "all.png")))
-    run_until(loop, lambda: dialog.plan is not None)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
     assert "3 photo(s) pair with a mask" in dialog.summary.text()
 
 
-def test_scan_runs_off_the_gui_thread(qtbot, loop, shoot: Path, monkeypatch) -> None:
+def test_scan_runs_off_the_gui_thread(qtbot, qloop, shoot: Path, monkeypatch) -> None:
     threads: list[bool] = []
     real = plan_module.plan_batch
 
@@ -108,7 +87,7 @@ def test_scan_runs_off_the_gui_thread(qtbot, loop, shoot: Path, monkeypatch) -> 
     monkeypatch.setattr("lama_desktop.ui.batch_dialog.plan_batch", spy)
     dialog = BatchDialog([shoot], AppSettings())
     qtbot.addWidget(dialog)
-    run_until(loop, lambda: dialog.plan is not None)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
     assert threads and not any(threads)
 
 

@@ -106,7 +106,7 @@ def test_non_working_states_are_coloured_and_explained(qtbot, state, reason, exp
     assert cell(panel, 0, "Name", Qt.ItemDataRole.ForegroundRole) == QColor("#757575")
 
 
-@pytest.mark.qt_log_ignore("propagateSizeHints")
+@pytest.mark.qt_log_ignore("This plugin does not support")
 def test_buttons_disable_enable_remove_and_local_workers(qtbot, monkeypatch) -> None:
     bus = EventBus()
     nodes = {"local": local_node(), "n2": gpu_node()}

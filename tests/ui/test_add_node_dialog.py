@@ -1,0 +1,79 @@
+"""Add node dialog: pasted links are validated, discovered agents still need their code."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from lama_desktop.cluster.discovery import DiscoveredAgent
+from lama_desktop.cluster.keys import PairingLink
+from lama_desktop.ui.add_node_dialog import AddNodeDialog
+
+pytestmark = [pytest.mark.gui, pytest.mark.qt_log_ignore("This plugin does not support")]
+KEY = zmq.curve_keypair()[0].decode()
+
+
+def test_pasted_link_is_checked_with_a_clear_error(qtbot) -> None:
+    dialog = AddNodeDialog(browse=lambda timeout: [])
+    qtbot.addWidget(dialog)
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    assert not ok.isEnabled() and dialog.error.text() == ""
+
+    dialog.link_edit.setText("http://10.0.0.5:7890/")
+    assert "must start with lama://" in dialog.error.text() and not ok.isEnabled()
+    dialog.link_edit.setText("lama://10.0.0.5:7890/?key=short&code=ABCDEFGH")
+    assert "no valid key=" in dialog.error.text()
+    dialog.link_edit.setText(PairingLink("10.0.0.5", 7890, KEY).format())
+    assert "pairing code is needed" in dialog.error.text() and not ok.isEnabled()
+    good = PairingLink("10.0.0.5", 7890, KEY, "ABCDEFGH")
+    dialog.link_edit.setText("  " + good.format() + "\n")
+    assert dialog.error.text() == "" and ok.isEnabled()
+    assert dialog.link() == good
+
+    with qtbot.waitSignal(dialog.accepted):
+        ok.click()
+
+
+def test_bad_link_keeps_the_dialog_open(qtbot) -> None:
+    dialog = AddNodeDialog(browse=lambda timeout: [])
+    qtbot.addWidget(dialog)
+    dialog.link_edit.setText("lama://nowhere")
+    with qtbot.assertNotEmitted(dialog.accepted):
+        dialog.accept()
+    assert dialog.link() is None and "needs a host and a port" in dialog.error.text()
+
+
+def test_discovered_agents_are_listed_off_the_gui_thread(qtbot, qloop) -> None:
+    threads: list[bool] = []
+
+    def browse(timeout: float) -> list[DiscoveredAgent]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return [DiscoveredAgent("studio", "192.168.1.20", 7890, KEY)]
+
+    dialog = AddNodeDialog(browse=browse)
+    qtbot.addWidget(dialog)
+    dialog.open()
+    qloop.wait_until(lambda: dialog.found.count() == 1, timeout=5)
+    assert threads == [False]
+    assert "studio" in dialog.found.item(0).text()
+    assert "1 agent(s) found" in dialog.search_status.text()
+
+    dialog.found.setCurrentRow(0)
+    assert "pairing code is needed" in dialog.error.text() and dialog.link() is None
+    dialog.code_edit.setText("abcdefgh")
+    assert dialog.link() == PairingLink("192.168.1.20", 7890, KEY, "ABCDEFGH")
+    dialog.reject()
+
+
+def test_search_failure_is_reported(qtbot, qloop) -> None:
+    def browse(timeout: float) -> list[DiscoveredAgent]:
+        raise OSError("multicast is blocked")
+
+    dialog = AddNodeDialog(browse=browse)
+    qtbot.addWidget(dialog)
+    dialog.search()
+    qloop.wait_until(lambda: "failed" in dialog.search_status.text(), timeout=5)
+    assert "multicast is blocked" in dialog.search_status.text()
+    assert dialog.search_button.isEnabled()

@@ -1,0 +1,194 @@
+"""Queue panel: a batch -> jobs tree updated in place, progress, reasons and queue commands."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QDesktopServices
+
+from lama_desktop.cluster.events import (
+    BatchChanged,
+    BatchState,
+    BatchView,
+    EventBus,
+    JobChanged,
+    JobState,
+    JobView,
+    QueuePaused,
+)
+from lama_desktop.ui.bridge import ClusterBridge
+from lama_desktop.ui.queue_model import COLUMNS, PROGRESS_ROLE, format_eta
+from lama_desktop.ui.queue_panel import QueuePanel
+
+pytestmark = pytest.mark.gui
+
+
+class RecordingScheduler:
+    """Test double for the queue commands; it publishes what the real scheduler would."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus, self.calls, self.paused = bus, [], False
+
+    def __getattr__(self, name: str):
+        def command(*args):
+            self.calls.append((name, *args))
+
+        return command
+
+    def pause(self) -> None:
+        self.calls.append(("pause",))
+        self.bus.publish(QueuePaused(True))
+
+    def resume(self) -> None:
+        self.calls.append(("resume",))
+        self.bus.publish(QueuePaused(False))
+
+
+def batch(batch_id: str = "b1", **kw) -> BatchView:
+    fields = {"state": BatchState.RUNNING, "total": 3, "position": 0}
+    fields.update(kw)
+    return BatchView(batch_id, f"holiday {batch_id}", f"/out/{batch_id}", **fields)
+
+
+def job(job_id: str, batch_id: str = "b1", **kw) -> JobView:
+    fields = {"state": JobState.QUEUED}
+    fields.update(kw)
+    return JobView(job_id, batch_id, f"/photos/{job_id}.jpg", f"/out/{job_id}.jpg", **fields)
+
+
+def text(panel: QueuePanel, row: int, column: str, parent=QModelIndex(), role=0):  # noqa: B008
+    model = panel.model
+    return model.data(model.index(row, COLUMNS.index(column), parent), role or Qt.DisplayRole)
+
+
+@pytest.fixture
+def setup(qtbot):
+    bus = EventBus()
+    scheduler = RecordingScheduler(bus)
+    panel = QueuePanel(ClusterBridge(bus), scheduler)
+    qtbot.addWidget(panel)
+    return bus, scheduler, panel
+
+
+def test_progress_eta_node_and_failure_reason(setup) -> None:
+    bus, _, panel = setup
+    resets: list[int] = []
+    panel.model.modelReset.connect(lambda: resets.append(1))
+    bus.publish(BatchChanged(batch(eta_seconds=150)))
+    for j in ("j1", "j2", "j3"):
+        bus.publish(JobChanged(job(j)))
+    parent = panel.model.index(0, 0)
+    assert panel.model.rowCount(parent) == 3
+    assert text(panel, 0, "Progress") == "0 / 3" and text(panel, 0, "ETA") == "3 min"
+
+    bus.publish(JobChanged(job("j1", state=JobState.DONE, node="studio", seconds=1.25)))
+    reason = "cannot decode /photos/j2.jpg: truncated file"
+    bus.publish(JobChanged(job("j2", state=JobState.FAILED, node="laptop", reason=reason)))
+    bus.publish(BatchChanged(batch(done=1, failed=1, running=1, eta_seconds=40)))
+    assert text(panel, 0, "Progress") == "2 / 3, 1 failed"
+    assert panel.model.data(panel.model.index(0, 2), PROGRESS_ROLE) == 66
+    assert text(panel, 0, "ETA") == "40 s"
+    assert text(panel, 0, "Node", parent) == "studio" and text(panel, 0, "Time", parent) == "1.2 s"
+    assert text(panel, 1, "State", parent) == "failed"
+    assert text(panel, 1, "Reason", parent) == reason
+    tooltip = text(panel, 1, "Name", parent, Qt.ToolTipRole)
+    assert f"Reason: {reason}" in tooltip and "laptop" in tooltip
+    assert resets == []
+
+    bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
+    assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "failed"
+
+
+def test_resumed_batches_say_so(setup) -> None:
+    bus, _, panel = setup
+    bus.publish(BatchChanged(batch(resumed=True)))
+    assert text(panel, 0, "Name") == "holiday b1 (resumed)"
+    assert "Resumed" in text(panel, 0, "Name", role=Qt.ToolTipRole)
+
+
+def test_jobs_seen_before_their_batch_and_moves(setup) -> None:
+    bus, scheduler, panel = setup
+    bus.publish(JobChanged(job("early", "b2")))
+    bus.publish(BatchChanged(batch("b1", position=0)))
+    bus.publish(BatchChanged(batch("b2", position=1)))
+    assert panel.model.rowCount(panel.model.index(1, 0)) == 1
+    panel.select_batch("b2")
+    panel.up_button.click()
+    assert scheduler.calls[-1] == ("move_batch", "b2", -1)
+    # The scheduler answers with the new positions: rows move, the selection follows.
+    bus.publish(BatchChanged(batch("b2", position=0)))
+    bus.publish(BatchChanged(batch("b1", position=1)))
+    assert [text(panel, r, "Name") for r in (0, 1)] == ["holiday b2", "holiday b1"]
+    assert panel.selected().batch_id == "b2"
+    child = panel.model.index(0, 0, panel.model.index(0, 0))
+    assert panel.model.item(child).job_id == "early"
+    assert panel.model.parent(child).row() == 0
+    bus.publish(BatchChanged(batch("b2"), removed=True))
+    assert panel.model.rowCount() == 1 and text(panel, 0, "Name") == "holiday b1"
+
+
+def test_commands_act_on_the_selection(setup, monkeypatch) -> None:
+    bus, scheduler, panel = setup
+    bus.publish(BatchChanged(batch(failed=1)))
+    bus.publish(JobChanged(job("j1", state=JobState.RUNNING)))
+    panel.select_batch("b1")
+    assert panel.cancel_button.text() == "Cancel batch"
+    panel.cancel_button.click()
+    panel.retry_button.click()
+    panel.pause_batch_button.click()
+    assert scheduler.calls == [
+        ("cancel_batch", "b1"),
+        ("retry_failed", "b1"),
+        ("pause_batch", "b1"),
+    ]
+    bus.publish(BatchChanged(batch(state=BatchState.PAUSED, failed=1)))
+    assert panel.pause_batch_button.text() == "Resume batch"
+    panel.pause_batch_button.click()
+    assert scheduler.calls[-1] == ("resume_batch", "b1")
+
+    panel.tree.setCurrentIndex(panel.model.index(0, 0, panel.model.index(0, 0)))
+    assert panel.cancel_button.text() == "Cancel job"
+    panel.cancel_button.click()
+    assert scheduler.calls[-1] == ("cancel_job", "j1")
+
+    assert panel.pause_queue_button.text() == "Pause queue"
+    panel.pause_queue_button.click()
+    assert panel.pause_queue_button.text() == "Resume queue"
+    panel.pause_queue_button.click()
+    assert scheduler.calls[-2:] == [("pause",), ("resume",)]
+
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    panel.open_button.click()
+    assert [u.toLocalFile() for u in opened] == ["/out/b1"]
+
+
+def test_finished_batch_cannot_be_paused_or_moved(setup) -> None:
+    bus, _, panel = setup
+    bus.publish(BatchChanged(batch("b1", state=BatchState.DONE, done=3)))
+    bus.publish(BatchChanged(batch("b2", position=1)))
+    panel.select_batch("b1")
+    assert not panel.pause_batch_button.isEnabled() and not panel.down_button.isEnabled()
+    assert not panel.cancel_button.isEnabled() and panel.open_button.isEnabled()
+    panel.select_batch("b2")
+    assert panel.up_button.isEnabled() and not panel.down_button.isEnabled()
+
+
+def test_format_eta() -> None:
+    assert [format_eta(s) for s in (None, 4.4, 59, 61, 3599, 3600 + 20 * 60)] == [
+        "", "4 s", "59 s", "2 min", "1 h 00 min", "1 h 20 min",
+    ]  # fmt: skip
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support")
+def test_progress_bar_paints(setup, qtbot) -> None:
+    bus, _, panel = setup
+    bus.publish(BatchChanged(batch(done=2)))
+    panel.resize(800, 300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    image = panel.tree.viewport().grab().toImage()
+    assert not image.isNull()
+    rect = panel.tree.visualRect(panel.model.index(0, 2))
+    colours = {image.pixel(x, rect.center().y()) for x in range(rect.left(), rect.right())}
+    assert len(colours) > 3  # a bar and its text, not an empty cell
