@@ -64,12 +64,12 @@ class Desktop:
 
     def send_raw(self, *frames: bytes) -> bool:
         """Send frames to the agent; False while the connection is not up."""
-        try:
-            self.sock.send_multipart([b"node", *frames], flags=zmq.DONTWAIT)
-        except zmq.ZMQError as exc:
-            if exc.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
-                return False
-            raise
+        future = self.sock.send_multipart([b"node", *frames], flags=zmq.DONTWAIT)
+        exc = future.exception()  # a DONTWAIT send has finished already
+        if isinstance(exc, zmq.ZMQError) and exc.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+            return False
+        if exc is not None:
+            raise exc
         return True
 
     def send(self, msg: Any, *payload: bytes) -> bool:
@@ -91,14 +91,6 @@ class Desktop:
                 continue
             return msg, [bytes(p) for p in payload]
 
-    async def connected(self, timeout: float = 5.0) -> None:
-        """Wait until the Curve handshake is done (sending no longer fails)."""
-        deadline = time.monotonic() + timeout
-        while not self.send(Heartbeat()):
-            if time.monotonic() > deadline:
-                raise TimeoutError("never connected")
-            await asyncio.sleep(0.02)
-
     async def ask(
         self,
         msg: Any,
@@ -106,15 +98,30 @@ class Desktop:
         timeout: float = 5.0,
         skip: tuple[type, ...] = (Heartbeat, Ready),
     ) -> tuple[Any, list]:
-        """Connect, send once, return the first answer not of a `skip` type."""
-        await self.connected()
+        """Send once, return the first answer not of a `skip` type.
+
+        A connect-side ROUTER with CONNECT_ROUTING_ID has its pipe from connect() on, so the
+        message waits in it until the Curve handshake is done.
+        """
         assert self.send(msg, *payload)
         return await self.recv(timeout=timeout, skip=skip)
 
-    async def hello(self) -> Ready:
-        reply, _ = await self.ask(Hello(desktop="test", name="test desktop"), skip=(Heartbeat,))
-        assert isinstance(reply, Ready), reply
-        return reply
+    async def ask_raw(self, *frames: bytes) -> tuple[Any, list]:
+        assert self.send_raw(*frames)
+        return await self.recv()
+
+    async def hello(self, timeout: float = 5.0) -> Ready:
+        """HELLO, resent every half second (as a scheduler does) until READY."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(Hello(desktop="test", name="test desktop"))
+            try:
+                reply, _ = await self.recv(timeout=0.5)
+            except TimeoutError:
+                continue
+            assert isinstance(reply, Ready), reply
+            return reply
+        raise TimeoutError("no READY")
 
     def close(self) -> None:
         self.sock.close(0)
@@ -241,3 +248,179 @@ def test_worker_runs_file_and_array_jobs_like_the_engine(tmp_path: Path) -> None
         desktop.close()
 
     run_with_agent(tmp_path, scenario, preauthorize=me, workers=1)
+
+
+def test_unknown_key_is_refused_at_the_handshake_and_logged_with_its_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lama_desktop.cluster.auth")
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        assert agent.codes.live() == []
+        stranger = Desktop(ctx, agent)
+        with pytest.raises(TimeoutError):
+            await stranger.hello(timeout=1.5)
+        assert agent.auth.refused >= 1
+        assert agent.sessions == {}
+        stranger.close()
+
+    run_with_agent(tmp_path, scenario)
+    refusals = [r.getMessage() for r in caplog.records if "refused unknown key" in r.getMessage()]
+    assert refusals and "127.0.0.1" in refusals[0]
+
+
+def test_pairing_code_works_once_and_expired_or_reused_codes_are_refused(tmp_path: Path) -> None:
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        link = agent.pairing_link()
+        assert link.host == "127.0.0.1" and link.port == agent.port
+        newcomer = Desktop(ctx, agent)
+        # An unpaired (pending) peer may present a code, but gets nothing else.
+        reply, _ = await newcomer.ask(*file_job("x"))
+        assert isinstance(reply, Refuse) and "not paired" in reply.reason
+        reply, _ = await newcomer.ask(Pair(code=link.code, desktop_name="Studio PC"))
+        assert isinstance(reply, Paired) and reply.node == agent.name
+        assert [k.name for k in agent.keys.list()] == ["Studio PC"]
+        assert agent.keys.contains(newcomer.keys.public)
+        await newcomer.hello()  # now a paired desktop, on the same connection
+        assert agent.codes.live() == []
+        # Only while a code is live may a stranger even finish the handshake; keep one live.
+        agent.codes.issue()
+        expired = agent.codes.issue(ttl=0.2)
+        await asyncio.sleep(0.3)
+        for code in (link.code, expired, "ABCDEFGH"):  # reused, expired, never issued
+            other = Desktop(ctx, agent)
+            reply, _ = await other.ask(Pair(code=code, desktop_name="Intruder"))
+            assert isinstance(reply, Refuse) and "code" in reply.reason, (code, reply)
+            other.close()
+        assert [k.name for k in agent.keys.list()] == ["Studio PC"]
+        newcomer.close()
+
+    run_with_agent(tmp_path, scenario)
+
+
+def test_bad_input_is_dropped_and_the_agent_keeps_answering(tmp_path: Path) -> None:
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        # A plaintext client on the Curve port: the handshake fails, nothing comes back.
+        plain = ctx.socket(zmq.DEALER)
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.connect(agent.endpoint)
+        await plain.send_multipart([msgspec.msgpack.encode({"v": 1, "op": "hello"})])
+        assert await plain.poll(800) == 0
+        plain.close()
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        # Another protocol version gets a refusal naming both versions.
+        future = msgspec.msgpack.encode({"v": 2, "op": "hello", "desktop": "d", "name": "n"})
+        reply, _ = await desktop.ask_raw(future)
+        assert isinstance(reply, Refuse) and "2" in reply.reason and "1" in reply.reason
+        assert reply.peer_version == 2
+        # Garbage, an unknown op, a wrong payload count: logged and dropped.
+        before = agent.stats.dropped
+        job, image, mask = file_job("g")
+        for frames in (
+            [b"\xff\x00garbage"],
+            [b""],
+            [msgspec.msgpack.encode({"v": 1, "op": "launch-missiles"})],
+            [bytes(encode(job, image, mask)[0])],
+            [msgspec.msgpack.encode([1, 2, 3]), b"x"],
+        ):
+            assert desktop.send_raw(*frames)
+        await asyncio.sleep(0.3)
+        assert agent.stats.dropped - before == 5
+        await desktop.hello()
+        # An oversized frame: the connection is cut by MAXMSGSIZE, the client reconnects.
+        assert desktop.send_raw(bytes(encode(job, image, mask)[0]), b"\0" * 300_000, mask)
+        await asyncio.sleep(0.5)
+        assert not agent.running and not agent.queue
+        await desktop.hello()
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me, max_message_bytes=200_000)
+
+
+@pytest.mark.usefixtures("plugins")
+def test_aborting_worker_is_restarted_and_its_job_reported_crashed(tmp_path: Path) -> None:
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        pid = await worker_pid(agent)
+        reply, _ = await desktop.ask(*file_job("boom", model="crashy", corner=MARKER), timeout=20)
+        assert isinstance(reply, Failed) and reply.crashed and reply.job == "boom", reply
+        assert "SIGABRT" in reply.reason
+        assert agent.stats.restarts == 1
+        new_pid = await worker_pid(agent)
+        assert new_pid != pid and not psutil.pid_exists(pid)
+        # The restarted worker runs the next job, with the plugin engine, pixel for pixel.
+        job, image, mask = file_job("fine", model="crashy")
+        reply, payload = await desktop.ask(job, image, mask, timeout=20)
+        assert isinstance(reply, Result), reply
+        assert np.array_equal(decoded(payload[0]), expected_telea(image))
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me, workers=1)
+
+
+@pytest.mark.usefixtures("plugins")
+def test_cancel_stops_the_running_job_and_the_worker_comes_back(tmp_path: Path) -> None:
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        pid = await worker_pid(agent)
+        assert desktop.send(*file_job("stuck", model="crashy", corner=SLOW_MARKER))
+        assert desktop.send(*file_job("queued"))
+        await until(lambda: "stuck" in agent.running)
+        reply, _ = await desktop.ask(Cancel(job="queued"))
+        assert isinstance(reply, Failed) and reply.cancelled and reply.job == "queued"
+        reply, _ = await desktop.ask(Cancel(job="stuck"), timeout=10)
+        assert isinstance(reply, Failed) and reply.cancelled and not reply.crashed, reply
+        assert reply.job == "stuck"
+        assert await worker_pid(agent) != pid and not psutil.pid_exists(pid)
+        reply, _ = await desktop.ask(*file_job("after"), timeout=20)
+        assert isinstance(reply, Result) and reply.job == "after"
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me, workers=1)
+
+
+def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path) -> None:
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        beat, _ = await desktop.recv(timeout=2, skip=())
+        assert isinstance(beat, Heartbeat) and beat.metrics is not None
+        assert beat.metrics.ram_total > 0 and beat.metrics.busy_slots == 0
+        assert desktop.send(*file_job("waits"))  # no worker: it stays queued
+        await until(lambda: len(agent.queue) == 1)
+        # The desktop goes quiet: after 3 missed heartbeats it is dropped with its queue.
+        started = time.monotonic()
+        await until(lambda: not agent.sessions, timeout=3)
+        assert 0.8 <= time.monotonic() - started <= 2.0
+        assert not agent.queue
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me, heartbeat=0.3)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def worker_pid(agent: Agent) -> int:
+    """The pid of the agent's one worker, once it is ready."""
+    assert agent.supervisor is not None
+    await until(lambda: bool(agent.supervisor and agent.supervisor.idle_workers()), timeout=20)
+    (slot,) = agent.supervisor.slots.values()
+    assert slot.process is not None
+    return slot.process.pid

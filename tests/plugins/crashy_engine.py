@@ -2,7 +2,8 @@
 
 Workers import it through LAMA_PLUGINS=tests.plugins.crashy_engine. An image whose top-left
 pixel is MARKER aborts the process (as a segfaulting native library would), SLOW_MARKER makes
-it hang; any other image is inpainted exactly like OpenCV Telea, so results compare by pixels.
+it hang, PAUSE_MARKER slows it down; any other image is inpainted exactly like OpenCV Telea,
+so results compare by pixels.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lama_desktop.engine.opencv import OpenCVTelea
 
 MARKER = (255, 0, 255)  # magenta: abort
 SLOW_MARKER = (0, 255, 255)  # cyan: hang for a minute (for cancel tests)
+PAUSE_MARKER = (255, 255, 0)  # yellow: take 1.5 s, then inpaint (for drain tests)
 
 
 def is_marked(image: np.ndarray) -> bool:
@@ -36,6 +38,9 @@ class CrashyEngine(OpenCVTelea):
         """Abort on the marker, else inpaint like Telea."""
         if is_marked(image):
             os.abort()
-        if tuple(int(c) for c in image[0, 0]) == SLOW_MARKER:
+        corner = tuple(int(c) for c in image[0, 0])
+        if corner == SLOW_MARKER:
             time.sleep(60)
+        if corner == PAUSE_MARKER:
+            time.sleep(1.5)
         return super().inpaint(image, mask)
