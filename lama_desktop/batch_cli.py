@@ -206,6 +206,8 @@ class _BatchReport:
         self._out_dir = out_dir
         self._as_json = as_json
         self._started = time.perf_counter()
+        self._started_ns = time.time_ns()
+        self._overwrite = plan.overwrite
         self._lock = threading.Lock()  # a cluster executor may report from its own thread
         for skip in plan.skipped:
             self._record(JobOutcome(skip.image, None, "skipped", skip.reason))
@@ -256,9 +258,21 @@ class _BatchReport:
             self.add(JobOutcome(job.image, None, "failed", reason))
 
     def cancel_rest(self) -> None:
-        """Every job not yet reported was stopped before it ran."""
+        """Every job not yet reported was stopped, unless its output landed just before."""
         for job in list(self._pending.values()):
-            self.add(JobOutcome(job.image, None, "cancelled", "stopped before it ran"))
+            if self._written_by_us(job.output):
+                # Ctrl-C between the rename and the report: the result is whole, so say so.
+                self.add(JobOutcome(job.image, job.output, "done", "finished as the batch stopped"))
+            else:
+                self.add(JobOutcome(job.image, None, "cancelled", "stopped before it finished"))
+
+    def _written_by_us(self, output: Path) -> bool:
+        try:
+            modified = output.stat().st_mtime_ns
+        except OSError:
+            return False
+        # Planned jobs had no output then, unless --overwrite: then only a newer file is ours.
+        return not self._overwrite or modified >= self._started_ns
 
     def count(self, status: str) -> int:
         """How many photos ended with `status`."""
