@@ -486,7 +486,9 @@ class Scheduler:
                 peer = self.peers.get(action.node_id)
                 if peer is not None:
                     peer.ready = False
-                    log.warning("node %s lost: %s", peer.name, action.reason)
+                    deliberate = action.reason.startswith(("agent left", "removed"))
+                    level = logging.INFO if deliberate else logging.WARNING
+                    log.log(level, "node %s lost: %s", peer.name, action.reason)
 
     def _dispatch(self, action: Dispatch) -> None:
         job = self.state.jobs[action.job_id]

@@ -1,0 +1,206 @@
+"""Run a BatchPlan through an embedded scheduler, a local agent and paired nodes (`batch` CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lama_desktop.cluster.events import Event, JobChanged, JobState
+from lama_desktop.cluster.journal import Journal, StoredNode
+from lama_desktop.cluster.keys import PairingLink, load_or_create_keypair
+from lama_desktop.cluster.scheduler import Scheduler
+from lama_desktop.engine.base import EngineError
+from lama_desktop.engine.pipeline import JobSettings
+from lama_desktop.engine.plan import BatchPlan, JobOutcome
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+POLL_S = 0.1
+_FINAL = {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
+
+
+@dataclass
+class NodeTally:
+    """Photos one node finished in this run, for the per-node throughput line."""
+
+    name: str
+    done: int = 0
+    first: float | None = None
+    last: float = 0.0
+    seconds: list[float] = field(default_factory=list)
+
+    def rate(self) -> float:
+        """Photos per second between this node's first and last result."""
+        if self.first is None or self.done < 2 or self.last <= self.first:
+            return 0.0
+        return (self.done - 1) / (self.last - self.first)
+
+
+def run_plan(
+    plan: BatchPlan,
+    settings: JobSettings,
+    local_workers: int | None = None,
+    nodes: Sequence[str] = (),
+    on_outcome: Callable[[JobOutcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    pair: Sequence[str] = (),
+    journal: Path | None = None,
+    data_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[JobOutcome]:
+    """Run every job of `plan` on local worker processes and on the given nodes.
+
+    `local_workers`: None = one CPU worker sized to the cores (or one per GPU), 0 = none (then
+    `nodes` or `pair` must name at least one node). `nodes`: pairing links or addresses of
+    agents paired before; a link whose agent is not yet paired is paired with its code.
+    `pair`: links to pair first. Outcomes are reported as they happen and returned in plan
+    order. Ctrl-C cancels the batch (no partial output) and propagates.
+    """
+    if local_workers == 0 and not nodes and not pair:
+        raise EngineError("--local-workers 0 needs at least one --node or --pair")
+    return asyncio.run(
+        _run(
+            plan, settings, local_workers, list(nodes), list(pair),
+            on_outcome or (lambda outcome: None), should_stop or (lambda: False),
+            journal, data_dir, progress or _print_progress,
+        )
+    )  # fmt: skip
+
+
+def _print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _run(
+    plan: BatchPlan,
+    settings: JobSettings,
+    local_workers: int | None,
+    nodes: list[str],
+    pair: list[str],
+    on_outcome: Callable[[JobOutcome], None],
+    should_stop: Callable[[], bool],
+    journal: Path | None,
+    data_dir: Path | None,
+    progress: Callable[[str], None],
+) -> list[JobOutcome]:
+    from lama_desktop.cluster.agent import Agent  # the agent pulls in hardware probing
+    from lama_desktop.config import app_dirs
+
+    dirs = app_dirs()
+    data = Path(data_dir) if data_dir is not None else dirs.data
+    keypair = load_or_create_keypair(data / "desktop.key")
+    scheduler = Scheduler(
+        journal=journal or data / "journal.sqlite3",
+        keypair=keypair,
+        name=f"{socket.gethostname()} (batch)",
+    )
+    await scheduler.start(resume=False, connect_paired=False)
+    agent: Agent | None = None
+    batch_id: str | None = None
+    tallies: dict[str, NodeTally] = {}
+    try:
+        if local_workers != 0:
+            agent = Agent(
+                "tcp://127.0.0.1:0",
+                data_dir=data / "local-agent",
+                workers="auto" if local_workers is None else local_workers,
+                device=settings.device,
+                name=f"{socket.gethostname()} (local)",
+                preauthorized=[keypair.public],
+                log_file=False,
+            )
+            await agent.start()
+            await scheduler.add_node(agent.endpoint, agent.public_key.decode(), agent.name, True)
+        for link in pair:
+            await scheduler.pair(link)
+        for spec in nodes:
+            await _use_node(scheduler, spec)
+        await _wait_ready(scheduler)
+
+        def on_event(event: Event) -> None:
+            if not isinstance(event, JobChanged) or event.job.batch_id != batch_id:
+                return
+            if event.job.state not in _FINAL:
+                return
+            outcome = scheduler.outcome(event.job.job_id)
+            if outcome.status == "done" and outcome.node:
+                tally = tallies.setdefault(outcome.node, NodeTally(outcome.node))
+                now = time.monotonic()
+                tally.first = now if tally.first is None else tally.first
+                tally.last = now
+                tally.done += 1
+            on_outcome(outcome)
+
+        unsubscribe = scheduler.events.subscribe(on_event)
+        batch_id = scheduler.submit_batch(plan, settings, "batch", durable=False)
+        waiter = asyncio.ensure_future(scheduler.wait_batch(batch_id))
+        while not waiter.done():
+            if should_stop():
+                scheduler.cancel_batch(batch_id)
+            await asyncio.wait([waiter], timeout=POLL_S)
+        outcomes = waiter.result()
+        unsubscribe()
+        for tally in sorted(tallies.values(), key=lambda t: -t.done):
+            progress(f"node {tally.name}: {tally.done} photo(s), {tally.rate():.2f} photo/s")
+        return outcomes
+    finally:
+        # Ctrl-C or an error: running jobs are cancelled (their workers stopped); writes in
+        # flight finish inside scheduler.stop(), so no partial output is left behind.
+        if batch_id is not None:
+            with contextlib.suppress(KeyError):
+                scheduler.cancel_batch(batch_id)
+        if agent is not None:
+            await agent.stop(drain=False)
+        await scheduler.stop()
+
+
+async def _use_node(scheduler: Scheduler, spec: str) -> None:
+    """A pairing link (paired now if needed) or the address of an agent paired before."""
+    assert scheduler.journal is not None
+    known = scheduler.journal.nodes()
+    if spec.startswith("lama://"):
+        link = PairingLink.parse(spec)
+        for node in known:
+            if node.address == link.address and node.server_key == link.server_key:
+                await scheduler.add_node(node.address, node.server_key, node.name)
+                return
+        await scheduler.pair(link)
+        return
+    address = spec if "://" in spec else f"tcp://{spec}"
+    match = _find(known, address)
+    if match is None:
+        raise EngineError(f"{spec} is not a paired node: pair it first with --pair LINK")
+    await scheduler.add_node(match.address, match.server_key, match.name)
+
+
+def _find(known: list[StoredNode], address: str) -> StoredNode | None:
+    return next((n for n in known if n.address == address or n.name == address), None)
+
+
+async def _wait_ready(scheduler: Scheduler) -> None:
+    """Wait until a node can take jobs; a node that refuses us is an error worth stopping for."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if any(peer.ready for peer in scheduler.peers.values()):
+            return
+        await asyncio.sleep(POLL_S)
+    reasons = [f"{n.name}: {n.reason or n.state}" for n in scheduler.snapshot().nodes]
+    raise EngineError(f"no node became ready within {READY_TIMEOUT_S:.0f} s ({'; '.join(reasons)})")
+
+
+def paired_nodes(data_dir: Path) -> list[StoredNode]:
+    """The agents this desktop has paired with (for `--node NAME` and listings)."""
+    journal = Journal(data_dir / "journal.sqlite3")
+    try:
+        return journal.nodes()
+    finally:
+        journal.close()
