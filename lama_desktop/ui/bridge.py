@@ -50,12 +50,7 @@ class ClusterBridge(QObject):
     snapshotReady = Signal(object)  # Snapshot
     _incoming = Signal(object)
 
-    def __init__(
-        self,
-        events: EventBus,
-        parent: QObject | None = None,
-        snapshot: Snapshot | Callable[[], Snapshot] | None = None,
-    ) -> None:
+    def __init__(self, events: EventBus, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._nodes: dict[str, NodeView] = {}
         self._batches: dict[str, BatchView] = {}
@@ -64,13 +59,7 @@ class ClusterBridge(QObject):
         self._paused = False
         # AutoConnection: direct when published on this thread, queued from any other one.
         self._incoming.connect(self._handle, Qt.ConnectionType.AutoConnection)
-        if snapshot is None:
-            # The scheduler's bus may offer snapshot() (CLUSTER.md); a bare EventBus does not.
-            snapshot = getattr(events, "snapshot", None)
-        if callable(snapshot):
-            snapshot = snapshot()
-        if isinstance(snapshot, Snapshot):
-            self._apply(snapshot)
+        self._apply(events.snapshot())
         unsubscribe = events.subscribe(self._incoming.emit)
         self._unsubscribe: Callable[[], None] | None = unsubscribe
         # A lambda holding only the bus handle: the Python side may be gone by then.

@@ -81,9 +81,9 @@ def test_events_become_signals_and_state(qtbot) -> None:
 
 
 def test_starts_from_a_snapshot_and_resets_on_a_new_one(qtbot) -> None:
-    bus = EventBus()
     first = Snapshot((node("a"),), (batch("b1"),), (job("j1"),), paused=True)
-    bridge = ClusterBridge(bus, snapshot=lambda: first)
+    bus = EventBus(snapshot_source=lambda: first)
+    bridge = ClusterBridge(bus)
     assert [n.node_id for n in bridge.nodes()] == ["a"]
     assert [j.job_id for j in bridge.jobs("b1")] == ["j1"] and bridge.is_paused()
     second = Snapshot((node("b"),), (), (), paused=False)
@@ -98,9 +98,7 @@ def test_events_from_another_thread_arrive_on_the_gui_thread(qtbot) -> None:
     bus = EventBus()
     bridge = ClusterBridge(bus)
     seen: list[bool] = []
-    bridge.nodeChanged.connect(
-        lambda _e: seen.append(QThread.currentThread() is bridge.thread())
-    )
+    bridge.nodeChanged.connect(lambda _e: seen.append(QThread.currentThread() is bridge.thread()))
     worker = threading.Thread(target=lambda: bus.publish(NodeChanged(node("far"))))
     worker.start()
     worker.join()
