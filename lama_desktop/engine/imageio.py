@@ -6,6 +6,8 @@ import io
 import os
 import secrets
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,21 +59,37 @@ class Picture:
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
 
 
+@contextmanager
+def _decoding(name: str) -> Iterator[None]:
+    """Turn Pillow's many exception types for a damaged file into one clear `ImageError`."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about damage it steps over (bad EXIF, bomb-sized canvases, which
+            # are checked against our own limit); the decoded pixels are still sound.
+            warnings.simplefilter("ignore")
+            yield
+    except ImageError:
+        raise
+    except MemoryError as exc:
+        raise ImageError(name, "not enough memory to decode this image") from exc
+    except Exception as exc:  # Pillow raises OSError, ValueError, struct.error, IndexError...
+        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise ImageError(name, f"the file is {reason} ({exc})") from exc
+
+
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """Open and fully decode `data`, refusing empty, foreign, oversized and broken files."""
+    """Open and fully decode `data`, refusing empty, foreign and oversized files.
+
+    Call it inside `_decoding`, which reports broken files.
+    """
     if not data:
         raise ImageError(name, "the file is empty (0 bytes)")
     try:
-        # Pillow's own bomb guard uses a fixed process-wide limit; ours is applied just below.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageError(name, f"the image is too large to open safely ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(name, "not an image, or a format that cannot be read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(name, f"the file is corrupt ({exc})") from exc
     if image.format not in _READABLE:
         raise ImageError(
             name, f"{image.format} images are not supported (use JPEG, PNG, WebP, BMP or TIFF)"
@@ -84,12 +102,16 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             f"the image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
             f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)",
         )
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageError(name, f"the file is {reason} ({exc})") from exc
+    image.load()
     return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; unreadable EXIF counts as none, as photo viewers do."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # damaged EXIF must not cost the user a photo whose pixels are fine
+        return image
 
 
 def _has_alpha(image: Image.Image) -> bool:
@@ -132,29 +154,25 @@ def _upright_exif(image: Image.Image) -> bytes | None:
         return None
     # A fresh Exif: editing image.getexif() would hide the tag from exif_transpose.
     exif = Image.Exif()
-    exif.load(bytes(raw))
-    if exif.get(_ORIENTATION, 1) == 1:
-        return bytes(raw)
-    del exif[_ORIENTATION]
-    return exif.tobytes()
+    try:
+        exif.load(bytes(raw))
+        if exif.get(_ORIENTATION, 1) == 1:
+            return bytes(raw)
+        del exif[_ORIENTATION]
+        return exif.tobytes()
+    except Exception:  # EXIF that cannot be parsed is dropped, not copied into the output
+        return None
 
 
 def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Decode a photo from bytes into an upright 8-bit RGB `Picture`, or raise `ImageError`."""
-    image = _open(data, name, max_pixels)
-    fmt = _READABLE[str(image.format)]
-    exif = _upright_exif(image)
-    icc, foreign_profile = _rgb_profile(image.info.get("icc_profile"))
-    try:
-        image = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(name, f"the EXIF data is corrupt ({exc})") from exc
-    try:
+    with _decoding(name):
+        image = _open(data, name, max_pixels)
+        fmt = _READABLE[str(image.format)]
+        exif = _upright_exif(image)
+        icc, foreign_profile = _rgb_profile(image.info.get("icc_profile"))
+        image = _upright(image)
         rgb, alpha = _to_rgb(image, foreign_profile)
-    except (ValueError, OSError, ImageCms.PyCMSError) as exc:
-        raise ImageError(
-            name, f"colour mode {image.mode} cannot be converted to RGB ({exc})"
-        ) from exc
     grey = image.mode in _GREY_MODES
     return Picture(rgb=rgb, alpha=alpha, format=fmt, exif=exif, icc=icc, grey=grey)
 
@@ -217,13 +235,11 @@ def decode_mask(data: bytes, name: str, size: tuple[int, int], resize: bool = Fa
     not fully transparent. A mask of another size is refused unless `resize` asks for
     nearest-neighbour scaling.
     """
-    image = _open(data, name, DEFAULT_MAX_PIXELS)
-    lossy = image.format in {"JPEG", "MPO"}
-    try:
-        image = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(name, f"the EXIF data is corrupt ({exc})") from exc
-    mask = Image.fromarray(_mask_bits(image, lossy).astype(np.uint8) * 255, mode="L")
+    with _decoding(name):
+        image = _open(data, name, DEFAULT_MAX_PIXELS)
+        lossy = image.format in {"JPEG", "MPO"}
+        bits = _mask_bits(_upright(image), lossy)
+    mask = Image.fromarray(bits.astype(np.uint8) * 255, mode="L")
     if mask.size != tuple(size):
         if not resize:
             raise ImageError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_bad_files_fail_alone(batch: tuple[Path, Path, Path], model: InpaintMode
         "z_last.jpg": "done",
     }
     reasons = {o.image.name: o.reason for o in outcomes if o.status == "failed"}
-    assert "broken.jpg" in reasons["broken.jpg"] and "corrupt" in reasons["broken.jpg"]
+    assert re.search(r"broken\.jpg: the file is (truncated|corrupt)", reasons["broken.jpg"])
     assert "32x24" in reasons["wrong_size.png"] and "64x48" in reasons["wrong_size.png"]
     assert sorted(p.name for p in out.iterdir()) == ["good.png", "z_last.jpg"]
     result = load(out / "good.png")
