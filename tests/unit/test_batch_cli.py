@@ -272,3 +272,13 @@ def test_cluster_options_without_cluster_exit_2(
     monkeypatch.setitem(sys.modules, "lama_desktop.cluster.batch_run", None)
     assert cli(images, "--masks", masks, "--out", out, "--local-workers", "2") == 2
     assert "cluster" in capsys.readouterr().err
+
+
+def test_non_ascii_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks, out = tmp_path / "Фото été", tmp_path / "マスク", tmp_path / "résultats 結果"
+    save(images / "café ☕.png", photo())
+    save(masks / "café ☕.png", mask())
+    assert cli(images, "--masks", masks, "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"][0]["output"] == str(out / "café ☕.png")
+    assert load(out / "café ☕.png").shape == (48, 64, 3)
