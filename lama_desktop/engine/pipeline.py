@@ -59,7 +59,10 @@ class JobSettings:
             hd = dict(values["hd"])
             if "strategy" in hd:
                 hd["strategy"] = HDStrategy(hd["strategy"])
-            values["hd"] = HDConfig(**hd)
+            try:
+                values["hd"] = HDConfig(**hd)
+            except TypeError as exc:  # an unknown or missing HD field
+                raise ValueError(f"bad HD settings {hd!r}: {exc}") from None
         return cls(**values)
 
 

@@ -130,3 +130,5 @@ def test_settings_refuse_nonsense() -> None:
         JobSettings(quality=0)
     with pytest.raises(ValueError):
         JobSettings.from_dict({"hd": {"strategy": "sideways"}})
+    with pytest.raises(ValueError, match="bad HD settings"):
+        JobSettings.from_dict({"hd": {"margin": 3}})
