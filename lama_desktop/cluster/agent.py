@@ -185,6 +185,7 @@ class Agent:
         self._announced: tuple[int, list[str]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
+        self._hurry = False
         self._file_handler: logging.Handler | None = None
         self._announcer: Announcer | None = None
         self._ipc_dir: Path | None = None
@@ -277,6 +278,10 @@ class Agent:
         self.supervisor.set_count(devices, time.monotonic())
         self._send_ready_if_changed()
 
+    def hurry(self) -> None:
+        """Stop waiting for running jobs (a second Ctrl-C): `stop` goes on to stop the workers."""
+        self._hurry = True
+
     async def stop(self, drain: bool = True, timeout: float = 600.0) -> None:
         """Stop: with `drain`, finish running jobs first; queued ones go back to their desktop."""
         if self.supervisor is None:
@@ -286,7 +291,7 @@ class Agent:
             self._send_front(queued.desktop, Failed(job=queued.job.job, reason="agent stopping"))
         self.queue.clear()
         deadline = time.monotonic() + timeout
-        while drain and self.running and time.monotonic() < deadline:
+        while drain and self.running and time.monotonic() < deadline and not self._hurry:
             await asyncio.sleep(TICK_S)
         for session in self.sessions.values():
             self._send_front(session.routing_id, Disconnect(reason="agent stopping"))

@@ -115,9 +115,9 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     print(f"lama-agent {agent.name} listening on {agent.endpoint}", flush=True)
     print(f"Pair a desktop with this link (single use, 10 minutes):\n{link.format()}", flush=True)
     await stop.wait()
-    log.info("stopping: finishing running jobs first (signal again to hurry)")
+    log.info("stopping: finishing running jobs first (signal again to stop them now)")
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, agent.hurry)
     await agent.stop(drain=True)
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return 0

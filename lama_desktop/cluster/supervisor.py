@@ -272,7 +272,7 @@ def worker_command(endpoint: str, worker_id: str, device: str, heartbeat: float 
     return [
         sys.executable, "-m", "lama_desktop.cluster.worker",
         "--connect", endpoint, "--id", worker_id, "--device", device,
-        "--heartbeat", str(heartbeat),
+        "--heartbeat", str(heartbeat), "--parent", str(os.getpid()),
     ]  # fmt: skip
 
 

@@ -163,12 +163,14 @@ def _array(buffer: memoryview, shape: tuple[int, ...], what: str) -> Any:
 class Worker:
     """The main loop: READY, then jobs and heartbeats until the agent says stop or vanishes."""
 
-    def __init__(self, socket: zmq.Socket, worker_id: str, device: str, heartbeat: float) -> None:
+    def __init__(
+        self, socket: zmq.Socket, worker_id: str, device: str, heartbeat: float, parent: int
+    ) -> None:
         self.socket = socket
         self.worker_id = worker_id
         self.heartbeat = heartbeat
         self.runner = JobRunner(worker_id, device)
-        self.parent = os.getppid()
+        self.parent = parent
         # A dead agent is caught at once by the parent check (and PDEATHSIG on Linux); the
         # silence limit only catches a hung one, so it is generous enough for a busy agent.
         self.silence = max(MISSED_HEARTBEATS * heartbeat, MIN_SILENCE_S)
@@ -232,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", required=True, help="this worker's routing id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--parent", type=int, default=0, help="the agent's pid")
     args = parser.parse_args(argv)
     _die_with_parent()
+    parent = args.parent or os.getppid()
+    if os.getppid() != parent:
+        return 3  # the agent died while this process was starting (before PDEATHSIG was set)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     socket.setsockopt(zmq.SNDTIMEO, 5000)
     socket.connect(args.connect)
     try:
-        code = Worker(socket, args.id, args.device, args.heartbeat).run()
+        code = Worker(socket, args.id, args.device, args.heartbeat, parent).run()
     except zmq.Again:
         log.error("worker %s: agent not answering; exiting", args.id)
         code = 3
