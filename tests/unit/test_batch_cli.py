@@ -282,3 +282,20 @@ def test_non_ascii_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     summary = json.loads(capsys.readouterr().out)
     assert summary["files"][0]["output"] == str(out / "café ☕.png")
     assert load(out / "café ☕.png").shape == (48, 64, 3)
+
+
+def test_pixel_limit_and_mask_size_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    save(images / "a.png", photo())
+    save(masks / "a.png", mask()[::2, ::2])  # half-size mask
+    assert cli(images, "--masks", masks, "--out", out, "--json") == 1
+    reason = json.loads(capsys.readouterr().out)["files"][0]["reason"]
+    assert "32x24" in reason and "64x48" in reason and "--resize-mask" in reason
+    assert cli(images, "--masks", masks, "--out", out, "--resize-mask", "--max-pixels", "3000") == 1
+    assert "over the limit" in capsys.readouterr().out
+    assert not out.exists() or list(out.iterdir()) == []
+    assert cli(images, "--masks", masks, "--out", out, "--resize-mask") == 0
+    result = load(out / "a.png")
+    np.testing.assert_array_equal(result[mask() == 0], photo()[mask() == 0])
