@@ -132,3 +132,29 @@ def test_queue_summary_and_painter() -> None:
     assert painter.update(None) is not None and painter.update(None) is None
     assert painter.update(10) is not None and painter.update(10) is None
     assert painter.update(11) is not None and painter.repaints == 3
+
+
+@pytest.mark.integration
+def test_tray_menu_pauses_and_resumes_the_real_scheduler(qtbot, qloop, tmp_path) -> None:
+    from lama_desktop.cluster.keys import load_or_create_keypair
+    from lama_desktop.cluster.scheduler import Scheduler
+
+    scheduler = Scheduler(
+        journal=None, keypair=load_or_create_keypair(tmp_path / "desktop.key"), name="desk"
+    )
+    qloop.run(scheduler.start())
+    window = QWidget()
+    qtbot.addWidget(window)
+    icon = TrayIcon(ClusterBridge(scheduler.events), scheduler, window)
+    try:
+        icon.pause_action.trigger()
+        qloop.wait_until(icon.bridge.is_paused, timeout=2)
+        assert scheduler.snapshot().paused and "Queue paused" in icon.toolTip()
+        icon.menu.aboutToShow.emit()
+        assert icon.pause_action.text() == "Resume queue"
+        icon.pause_action.trigger()
+        qloop.wait_until(lambda: not icon.bridge.is_paused(), timeout=2)
+        assert not scheduler.snapshot().paused
+    finally:
+        icon.close()
+        qloop.run(scheduler.stop())
