@@ -241,7 +241,7 @@ class _BatchReport:
         if outcome.status == "done":
             line += f" -> {outcome.output} ({outcome.seconds:.1f} s)"
         elif outcome.reason:
-            line += f": {outcome.reason}"
+            line += f": {_why(outcome)}"
         if self._bar is not None:
             if outcome.status != "done":
                 self._bar.write(line, file=self._stream)
@@ -295,9 +295,15 @@ class _BatchReport:
             if listed:
                 print(f"{status.capitalize()}:", file=out)
                 for o in listed:
-                    print(f"  {o.image}: {o.reason}", file=out)
+                    print(f"  {o.image}: {_why(o)}", file=out)
         if self.count("done") or self.count("exists"):
             print(f"Results are in {self._out_dir}", file=out)
+
+
+def _why(outcome: JobOutcome) -> str:
+    """The reason without the photo's path in front when the line already starts with it."""
+    prefix = f"{outcome.image}: "
+    return outcome.reason.removeprefix(prefix)
 
 
 def summary_json(outcomes: list[JobOutcome], seconds: float, settings: JobSettings) -> str:

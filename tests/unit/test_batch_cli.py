@@ -86,7 +86,7 @@ def test_bad_file_fails_alone_with_exit_1(
     captured = capsys.readouterr()
     assert "2 done, 1 failed, 1 skipped" in captured.out
     failed = captured.out.split("Failed:")[1].split("Skipped:")[0]
-    assert "three.png" in failed and "empty" in failed
+    assert f"  {images / 'three.png'}: the file is empty" in failed  # path named once
     assert "lonely.png: no mask named lonely.*" in captured.out
     assert "skipped  " in captured.err and "lonely.png" in captured.err
 
