@@ -163,6 +163,7 @@ async def _write_startup_report(
         "cluster_up_s": cluster_up_s,
         "workers_ready_s": time.time() - started,
         "workers": window.workers_label.text(),
+        "editor_path": str(window.editor.path) if window.editor.path else None,
         "rss_bytes": psutil.Process().memory_info().rss,
         "torch_imported": "torch" in sys.modules,
         "cv2_imported": "cv2" in sys.modules,

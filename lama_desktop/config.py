@@ -82,7 +82,6 @@ class AppSettings:
     local_workers: bool = True
     local_worker_count: int = 0  # 0 = auto (one per GPU, else one CPU worker)
     job_timeout: float = 600.0  # seconds before a running job is given up and retried
-    max_attempts: int = 3
     close_to_tray: bool = True
     show_offline_nodes: bool = True
     jpeg_quality: int = 95
@@ -105,7 +104,6 @@ class AppSettings:
             "brush_size": (1, 500),
             "local_worker_count": (0, 64),
             "job_timeout": (1, 86400),
-            "max_attempts": (1, 20),
             "jpeg_quality": (1, 100),
         }
         for name, (low, high) in ranges.items():

@@ -319,11 +319,10 @@ class MainWindow(QMainWindow):
             result = self.agent.set_workers(settings.workers())
             if asyncio.iscoroutine(result):
                 await result
-        limits = getattr(self.scheduler, "set_limits", None)
-        if limits is not None:
-            result = limits(job_timeout=settings.job_timeout, max_attempts=settings.max_attempts)
-            if asyncio.iscoroutine(result):
-                await result
+        # The per-job timeout lives in the scheduler's state machine and is read on every tick.
+        state = getattr(self.scheduler, "state", None)
+        if state is not None and hasattr(state, "job_timeout"):
+            state.job_timeout = settings.job_timeout
         await self.save_settings()
 
     def _on_local_workers_toggled(self, on: bool) -> None:

@@ -46,7 +46,6 @@ class SettingsDialog(QDialog):
         self.job_timeout.setRange(1, 86400)
         self.job_timeout.setSuffix(" s")
         self.job_timeout.setValue(settings.job_timeout)
-        self.max_attempts = self._spin(1, 20, settings.max_attempts)
         self.close_to_tray = QCheckBox("Keep working in the tray when the window closes", self)
         self.close_to_tray.setChecked(settings.close_to_tray)
         self.show_offline = QCheckBox("Show offline nodes", self)
@@ -72,7 +71,6 @@ class SettingsDialog(QDialog):
                 ("", self.local_workers),
                 ("Local workers", self.worker_count),
                 ("Job timeout", self.job_timeout),
-                ("Attempts per job", self.max_attempts),
                 ("", self.show_offline),
                 ("", self.close_to_tray),
             ],
@@ -126,7 +124,6 @@ class SettingsDialog(QDialog):
             local_workers=self.local_workers.isChecked(),
             local_worker_count=self.worker_count.value(),
             job_timeout=self.job_timeout.value(),
-            max_attempts=self.max_attempts.value(),
             close_to_tray=self.close_to_tray.isChecked(),
             show_offline_nodes=self.show_offline.isChecked(),
         )

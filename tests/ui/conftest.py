@@ -49,6 +49,25 @@ class LoopRunner:
             pytest.fail(f"condition not met within {timeout} s: {predicate}")
 
 
+class Recorder:
+    """Records every emission of a Qt signal; `wait` polls on the asyncio loop (never a
+    nested Qt loop such as qtbot.waitSignal, which would run zmq callbacks outside asyncio)."""
+
+    def __init__(self, signal: Any) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        signal.connect(lambda *args: self.calls.append(args))
+
+    async def wait(self, count: int = 1, timeout: float = 20.0) -> tuple[Any, ...]:
+        """Wait until the signal has fired `count` times in all; returns the last arguments."""
+
+        async def poll() -> None:
+            while len(self.calls) < count:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(poll(), timeout)
+        return self.calls[-1]
+
+
 @pytest.fixture
 def qloop(qapp: Any) -> Iterator[LoopRunner]:
     """A qasync event loop over the test QApplication, closed cleanly afterwards."""
@@ -109,7 +128,7 @@ def wait_local_ready(qloop: LoopRunner, embedded: Any, timeout: float = 30.0) ->
     from lama_desktop.cluster.events import NodeState
 
     def ready() -> bool:
-        snapshot = embedded.scheduler.events.snapshot()
+        snapshot = embedded.scheduler.snapshot()
         return any(
             n.local and n.state in (NodeState.IDLE, NodeState.BUSY) and n.slots > 0
             for n in snapshot.nodes

@@ -1,0 +1,45 @@
+"""The real app in a subprocess: the window comes up, the local worker warms up, torch stays
+out of the GUI process, the photo given on the command line opens, and quitting is clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lama_desktop.config import AppDirs
+from tests.ui.conftest import write_photo
+
+pytestmark = pytest.mark.gui
+
+
+def test_app_starts_without_torch_and_quits_cleanly(app_env: AppDirs, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    write_photo(photo)
+    report_path = tmp_path / "report.json"
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        LAMA_STARTUP_REPORT=str(report_path),
+        LAMA_MODEL="opencv-ns",
+        LAMA_DEVICE="cpu",
+        LAMA_LOCAL_WORKERS="1",
+    )
+    code = "import sys; from lama_desktop.app import main; raise SystemExit(main(sys.argv[1]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(photo)],
+        env=env, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["torch_imported"] is False, "the GUI process imported torch"
+    assert "ready" in report["workers"], report
+    assert report["editor_path"] == str(photo)
+    assert "Event loop stopped before Future completed" not in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    log_text = (app_env.log / "lama-desktop.log").read_text()
+    assert "window shown" in log_text
