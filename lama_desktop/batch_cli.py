@@ -63,9 +63,24 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     cluster = p.add_argument_group("cluster (spread the batch over worker processes and nodes)")
-    cluster.add_argument("--local-workers", type=_positive, metavar="N", help="worker processes")
-    cluster.add_argument("--node", action="append", default=[], metavar="LINK", help="a node")
-    cluster.add_argument("--pair", metavar="LINK", help="pair with a new node, then use it")
+    cluster.add_argument(
+        "--local-workers", type=_count, metavar="N",
+        help="worker processes on this machine (0: only the nodes)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--node", action="append", default=[], metavar="LINK", help="a node to use (repeatable)"
+    )
+    cluster.add_argument(
+        "--pair", action="append", default=[], metavar="LINK",
+        help="pair with a new node using its pairing link, then use it (repeatable)",
+    )  # fmt: skip
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -99,13 +114,14 @@ def _cluster_executor(args: argparse.Namespace) -> Executor:
         batch_run = importlib.import_module("lama_desktop.cluster.batch_run")
     except ImportError as exc:
         raise _UsageError(f"--local-workers/--node/--pair need the cluster ({exc})") from None
+    if args.local_workers == 0 and not args.node and not args.pair:
+        raise _UsageError("--local-workers 0 needs at least one --node or --pair")
 
     def execute(
         plan: BatchPlan, settings: JobSettings, on_outcome: OnOutcome, should_stop: ShouldStop
     ) -> list[JobOutcome]:
-        nodes = list(args.node) + ([args.pair] if args.pair else [])
         outcomes: list[JobOutcome] = batch_run.run_plan(
-            plan, settings, args.local_workers, nodes, on_outcome, should_stop
+            plan, settings, args.local_workers, args.node, on_outcome, should_stop, pair=args.pair
         )
         return outcomes
 
@@ -114,7 +130,7 @@ def _cluster_executor(args: argparse.Namespace) -> Executor:
 
 def choose_executor(args: argparse.Namespace) -> Executor:
     """In this process, unless cluster options ask for workers or nodes."""
-    if args.local_workers or args.node or args.pair:
+    if args.local_workers is not None or args.node or args.pair:
         return _cluster_executor(args)
     return run_in_process
 

@@ -247,19 +247,19 @@ def test_cluster_options_use_the_cluster_route(
         nodes: list[str],
         on_outcome: OnOutcome,
         should_stop: ShouldStop,
+        *,
+        pair: list[str],
     ) -> list[JobOutcome]:
-        calls.append((local_workers, nodes, should_stop()))
+        calls.append((local_workers, nodes, pair, should_stop()))
         return []
 
     fake = types.ModuleType("lama_desktop.cluster.batch_run")
     fake.run_plan = run_plan  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lama_desktop.cluster.batch_run", fake)
     # The fake runs nothing; jobs it never reported count as cancelled, which is not a success.
-    code = cli(
-        images, "--masks", masks, "--out", out, "--local-workers", "2", "--node", "lama://n1"
-    )
-    assert code == 1
-    assert calls == [(2, ["lama://n1"], False)]
+    cluster = ["--local-workers", "2", "--node", "lama://n1", "--pair", "lama://n2?code=1"]
+    assert cli(images, "--masks", masks, "--out", out, *cluster) == 1
+    assert calls == [(2, ["lama://n1"], ["lama://n2?code=1"], False)]
     assert "3 cancelled" in capsys.readouterr().out  # the fake ran nothing; nothing was lost
 
 
@@ -272,6 +272,14 @@ def test_cluster_options_without_cluster_exit_2(
     monkeypatch.setitem(sys.modules, "lama_desktop.cluster.batch_run", None)
     assert cli(images, "--masks", masks, "--out", out, "--local-workers", "2") == 2
     assert "cluster" in capsys.readouterr().err
+
+
+def test_no_local_workers_and_no_nodes_is_a_usage_error(
+    batch: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, masks, out = batch
+    assert cli(images, "--masks", masks, "--out", out, "--local-workers", "0") == 2
+    assert "--node" in capsys.readouterr().err
 
 
 def test_non_ascii_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
