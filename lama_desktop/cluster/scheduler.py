@@ -244,6 +244,11 @@ class Scheduler:
         self.peers[peer.node_id] = peer
         self._by_address[peer.address] = peer.node_id
 
+    def _reconnect(self, peer: _Peer) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(peer.address)
+        self._connect(peer)
+
     async def pair(self, link: PairingLink | str) -> str:
         """Pair with an agent from its link (one-time code), remember it; returns the node id."""
         if isinstance(link, str):
@@ -486,6 +491,9 @@ class Scheduler:
                 peer = self.peers.get(action.node_id)
                 if peer is not None:
                     peer.ready = False
+                    # A fresh pipe: jobs still queued for the lost node are dropped with the
+                    # old one, never delivered late after they went to another node.
+                    self._reconnect(peer)
                     deliberate = action.reason.startswith(("agent left", "removed"))
                     level = logging.INFO if deliberate else logging.WARNING
                     log.log(level, "node %s lost: %s", peer.name, action.reason)
@@ -590,10 +598,11 @@ class Scheduler:
 
     def _send(self, node_id: str, msg: Any, *payload: Any) -> bool:
         frames = [node_id.encode(), *p.encode(msg, *payload)]
-        try:
-            # DONTWAIT + ROUTER_MANDATORY: an unreachable node raises at once, never blocks.
-            self.sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
-        except zmq.ZMQError as exc:
+        # DONTWAIT + ROUTER_MANDATORY: a full or unknown peer fails at once (EAGAIN,
+        # EHOSTUNREACH) and nothing ever blocks. The returned future is already done.
+        sent = self.sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
+        exc = sent.exception() if isinstance(sent, asyncio.Future) else None
+        if exc is not None:
             log.debug("cannot send %s to %s: %s", type(msg).__name__, node_id, exc)
             return False
         return True
