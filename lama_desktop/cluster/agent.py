@@ -26,7 +26,7 @@ import zmq.asyncio
 
 import lama_desktop
 from lama_desktop.cluster import hardware
-from lama_desktop.cluster.auth import ZAP_DOMAIN, AgentAuthenticator, Peer
+from lama_desktop.cluster.auth import ZAP_DOMAIN, AgentAuthenticator, HandshakeLog, Peer
 from lama_desktop.cluster.discovery import Announcer
 from lama_desktop.cluster.keys import (
     AuthorizedKeys,
@@ -219,6 +219,7 @@ class Agent:
             await self._close_sockets()
             raise OSError(f"cannot listen on {self.bind}: {exc}") from exc
         self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.handshakes = HandshakeLog(self.front)
         self._ipc_dir = Path(tempfile.mkdtemp(prefix="lama-agent-"))  # mode 0700
         self.back = self.worker_context.socket(zmq.ROUTER)
         self._configure(self.back)
@@ -236,6 +237,7 @@ class Agent:
             asyncio.create_task(self._serve_workers(), name="agent-workers"),
             asyncio.create_task(self._tick(), name="agent-tick"),
             asyncio.create_task(self._beat(), name="agent-heartbeat"),
+            asyncio.create_task(self.handshakes.run(), name="agent-handshakes"),
         ]
         if self.announce:
             self._announcer = Announcer(self.name, self.port, self.public_key.decode())
@@ -319,6 +321,8 @@ class Agent:
             self._file_handler.close()
 
     async def _close_sockets(self) -> None:
+        if hasattr(self, "handshakes"):
+            self.handshakes.close()
         for attr in ("front", "back"):
             sock = getattr(self, attr, None)
             if sock is not None:
@@ -348,9 +352,12 @@ class Agent:
     def _send_worker(self, worker_id: str, msg: Any, payload: list[Any] | None = None) -> bool:
         return self._send(self.back, worker_id.encode(), msg, payload or [])
 
-    def _ready(self) -> Ready:
+    def _slots(self) -> int:
         assert self.supervisor is not None
-        slots = sum(1 for s in self.supervisor.slots.values() if not s.retired)
+        return sum(1 for s in self.supervisor.slots.values() if not s.retired)
+
+    def _ready(self) -> Ready:
+        slots = self._slots()
         return Ready(
             node=self.name,
             info=self._info,
@@ -409,10 +416,12 @@ class Agent:
         if isinstance(msg, Pair):
             self._on_pair(session, msg)
         elif not self._is_paired(peer.key):
-            if not isinstance(msg, Hello):
-                self.stats.refused += 1
-                log.warning("refused %s from unpaired key %s", type(msg).__name__, peer.key)
-                self._send_front(rid, Refuse(reason="not paired with this agent: pair first"))
+            # A pending (or revoked) key may only present a code; anything else, HELLO
+            # included, is answered with REFUSE so the desktop can say why it is not served.
+            self.stats.refused += 1
+            log.warning("refused %s from unpaired key %s", type(msg).__name__, peer.key)
+            reason = f"this desktop is not paired with agent {self.name}: pair it with a fresh link"
+            self._send_front(rid, Refuse(reason=reason))
         elif isinstance(msg, Hello):
             session.name, session.greeted = msg.name, True
             log.info("desktop %s (%s) said hello", msg.name, peer.key)
@@ -453,6 +462,17 @@ class Agent:
             return
         if msg.job in self.running or any(q.job.job == msg.job for q in self.queue):
             log.warning("job %s sent twice; ignoring the copy", msg.job)
+            return
+        slots = self._slots()
+        if len(self.queue) + len(self.running) >= JOBS_PER_SLOT * slots:
+            # A scheduler sends at most one running + one prefetched job per slot; more would
+            # wait here unseen, so they go straight back.
+            reason = (
+                f"node {self.name} is full ({slots} slot(s), {JOBS_PER_SLOT} jobs each)"
+                if slots
+                else f"node {self.name} runs no workers (0 slots)"
+            )
+            self._send_front(session.routing_id, Failed(job=msg.job, reason=reason))
             return
         # Keep the frames: they are zero-copy views of the received buffers.
         self.queue.append(QueuedJob(session.routing_id, msg, list(payload)))

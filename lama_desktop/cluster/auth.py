@@ -1,14 +1,22 @@
-"""ZAP for agents: paired desktops get in; unknown keys only for pairing while a code is live."""
+"""Who may talk to an agent: ZAP (paired keys; unknown keys only while a pairing code is live)
+and a log of connections that fail the Curve handshake before ZAP sees them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import zmq
+import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils import z85
+from zmq.utils.monitor import parse_monitor_message
 
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes
 
@@ -91,3 +99,75 @@ class AgentAuthenticator(AsyncioAuthenticator):
             return
         log.info("accepted %s from %s", user_id, address)
         self._send_zap_reply(request_id, b"200", b"OK", user_id)
+
+
+_PROTOCOL_ERRORS = {
+    getattr(zmq, name): name.removeprefix("PROTOCOL_ERROR_").lower().replace("_", " ")
+    for name in dir(zmq)
+    if name.startswith("PROTOCOL_ERROR_")
+}
+_WATCHED = (
+    zmq.EVENT_ACCEPTED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+def _peer_address(fd: int) -> str | None:
+    """The remote address of a just-accepted connection, if it is still open."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as peer:
+            host, port = peer.getpeername()[:2]
+    except (OSError, ValueError):
+        return None
+    return f"{host}:{port}"
+
+
+class HandshakeLog:
+    """Logs connections that fail the Curve handshake (plaintext clients, wrong server key).
+
+    ZAP refusals are logged by AgentAuthenticator, which knows the key; these never reach
+    ZAP. libzmq reports the failure and the disconnect separately, so the failure reason is
+    kept until the next disconnect, whose file descriptor gives the address.
+    """
+
+    def __init__(self, sock: zmq.asyncio.Socket) -> None:
+        self.sock = sock
+        self.monitor = cast(zmq.asyncio.Socket, sock.get_monitor_socket(_WATCHED))
+        self.failed = 0
+        self._peers: dict[int, str | None] = {}
+        self._reasons: deque[str] = deque(maxlen=64)
+
+    async def run(self) -> None:
+        """Read monitor events until cancelled."""
+        while True:
+            frames = await self.monitor.recv_multipart()
+            event = parse_monitor_message(frames)
+            self.handle(int(event["event"]), int(event["value"]))
+
+    def handle(self, event: int, value: int) -> None:
+        """Account for one monitor event (value: a file descriptor or an error code)."""
+        if event == zmq.EVENT_ACCEPTED:
+            self._peers[value] = _peer_address(value)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self.failed += 1
+            reason = _PROTOCOL_ERRORS.get(value, f"protocol error {value}")
+            if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                reason += " (a plaintext client on the Curve port?)"
+            self._reasons.append(reason)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self.failed += 1
+            self._reasons.append(f"Curve handshake failed ({os.strerror(value)})")
+        elif event == zmq.EVENT_DISCONNECTED:
+            address = self._peers.pop(value, None) or "an unknown address"
+            if self._reasons:
+                log.warning("refused a connection from %s: %s", address, self._reasons.popleft())
+            else:
+                log.debug("connection from %s closed", address)
+
+    def close(self) -> None:
+        """Stop monitoring."""
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disable_monitor()
+        self.monitor.close(linger=0)

@@ -123,6 +123,16 @@ class Desktop:
             return reply
         raise TimeoutError("no READY")
 
+    def keep_alive(self, interval: float = 0.1) -> asyncio.Task[None]:
+        """Send heartbeats in the background, as a scheduler does; cancel the task to go quiet."""
+
+        async def beat() -> None:
+            while True:
+                self.send(Heartbeat())
+                await asyncio.sleep(interval)
+
+        return asyncio.create_task(beat())
+
     def close(self) -> None:
         self.sock.close(0)
 
@@ -298,8 +308,11 @@ def test_pairing_code_works_once_and_expired_or_reused_codes_are_refused(tmp_pat
     run_with_agent(tmp_path, scenario)
 
 
-def test_bad_input_is_dropped_and_the_agent_keeps_answering(tmp_path: Path) -> None:
+def test_bad_input_is_dropped_and_the_agent_keeps_answering(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     me = KeyPair(*zmq.curve_keypair())
+    caplog.set_level(logging.WARNING, logger="lama_desktop.cluster")
 
     async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
         # A plaintext client on the Curve port: the handshake fails, nothing comes back.
@@ -309,6 +322,7 @@ def test_bad_input_is_dropped_and_the_agent_keeps_answering(tmp_path: Path) -> N
         await plain.send_multipart([msgspec.msgpack.encode({"v": 1, "op": "hello"})])
         assert await plain.poll(800) == 0
         plain.close()
+        await until(lambda: agent.handshakes.failed >= 1)
         desktop = Desktop(ctx, agent, me)
         await desktop.hello()
         # Another protocol version gets a refusal naming both versions.
@@ -338,6 +352,9 @@ def test_bad_input_is_dropped_and_the_agent_keeps_answering(tmp_path: Path) -> N
         desktop.close()
 
     run_with_agent(tmp_path, scenario, preauthorize=me, max_message_bytes=200_000)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "refused a connection from 127.0.0.1:" in logged  # the plaintext client
+    assert "dropped a bad message" in logged
 
 
 @pytest.mark.usefixtures("plugins")
@@ -388,6 +405,7 @@ def test_cancel_stops_the_running_job_and_the_worker_comes_back(tmp_path: Path) 
     run_with_agent(tmp_path, scenario, preauthorize=me, workers=1)
 
 
+@pytest.mark.usefixtures("plugins")
 def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path) -> None:
     me = KeyPair(*zmq.curve_keypair())
 
@@ -397,16 +415,46 @@ def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path
         beat, _ = await desktop.recv(timeout=2, skip=())
         assert isinstance(beat, Heartbeat) and beat.metrics is not None
         assert beat.metrics.ram_total > 0 and beat.metrics.busy_slots == 0
-        assert desktop.send(*file_job("waits"))  # no worker: it stays queued
-        await until(lambda: len(agent.queue) == 1)
+        alive = desktop.keep_alive()
+        await worker_pid(agent)
+        assert desktop.send(*file_job("stuck", model="crashy", corner=SLOW_MARKER))
+        assert desktop.send(*file_job("prefetched"))
+        reply, _ = await desktop.ask(*file_job("one too many"))  # 2 jobs per slot at most
+        assert isinstance(reply, Failed) and "full" in reply.reason, reply
+        assert "stuck" in agent.running and len(agent.queue) == 1
+        beat, _ = await desktop.recv(timeout=2, skip=(Ready,))
+        assert isinstance(beat, Heartbeat) and beat.metrics and beat.metrics.busy_slots == 1
         # The desktop goes quiet: after 3 missed heartbeats it is dropped with its queue.
+        alive.cancel()
         started = time.monotonic()
         await until(lambda: not agent.sessions, timeout=3)
         assert 0.8 <= time.monotonic() - started <= 2.0
-        assert not agent.queue
+        assert not agent.queue and "stuck" in agent.running  # running work is left to finish
         desktop.close()
 
-    run_with_agent(tmp_path, scenario, preauthorize=me, heartbeat=0.3)
+    run_with_agent(tmp_path, scenario, preauthorize=me, heartbeat=0.3, workers=1)
+
+
+def test_set_workers_and_revoked_keys_take_effect_at_once(tmp_path: Path) -> None:
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        link = agent.pairing_link()
+        desktop = Desktop(ctx, agent, me)
+        reply, _ = await desktop.ask(Pair(code=link.code, desktop_name="Desk"))
+        assert isinstance(reply, Paired)
+        assert (await desktop.hello()).slots == 0
+        reply, _ = await desktop.ask(*file_job("nowhere"))
+        assert isinstance(reply, Failed) and "0 slot" in reply.reason
+        agent.set_workers(1)
+        update, _ = await desktop.recv(timeout=2, skip=(Heartbeat,))
+        assert isinstance(update, Ready) and update.slots == 1
+        assert agent.keys.revoke("Desk")
+        reply, _ = await desktop.ask(Hello(desktop="d", name="Desk"))
+        assert isinstance(reply, Refuse) and "not paired" in reply.reason
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
