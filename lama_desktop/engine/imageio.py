@@ -29,6 +29,7 @@ _READABLE = {
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}  # limits of the file formats themselves
 _ORIENTATION = 0x0112
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
@@ -241,8 +242,10 @@ def decode_mask(data: bytes, name: str, size: tuple[int, int], resize: bool = Fa
     not fully transparent. A mask of another size is refused unless `resize` asks for
     nearest-neighbour scaling.
     """
+    # A mask as large as its photo is fine, even past the default limit; a bigger one is not.
+    limit = max(DEFAULT_MAX_PIXELS, size[0] * size[1])
     with _decoding(name):
-        image = _open(data, name, DEFAULT_MAX_PIXELS)
+        image = _open(data, name, limit)
         lossy = image.format in {"JPEG", "MPO"}
         bits = _mask_bits(_upright(image), lossy)
     mask = Image.fromarray(bits.astype(np.uint8) * 255, mode="L")
@@ -292,6 +295,12 @@ def encode_image(
             f"expected uint8 pixels of shape {picture.rgb.shape}, got {rgb.dtype} {rgb.shape}"
         )
     target = _target_format(picture, fmt)
+    longest = max(picture.size)
+    if longest > _MAX_SIDE.get(target, longest):
+        raise ValueError(
+            f"{target} holds at most {_MAX_SIDE[target]} pixels per side and this image has "
+            f"{longest}; choose another output format (--format png)"
+        )
     image = Image.fromarray(rgb, mode="RGB")
     if picture.grey:
         image = image.convert("L")

@@ -12,6 +12,7 @@ from PIL import Image, ImageCms
 
 from lama_desktop.engine import imageio
 from lama_desktop.engine.imageio import (
+    Picture,
     decode_image,
     encode_image,
     output_extension,
@@ -189,3 +190,23 @@ def test_greyscale_with_alpha_keeps_both() -> None:
     with Image.open(io.BytesIO(encode_image(picture, picture.rgb))) as out:
         assert out.mode == "LA"
         np.testing.assert_array_equal(np.array(out), np.array(la))
+
+
+@pytest.mark.parametrize(("source", "target"), [("JPEG", "png"), ("PNG", "jpg"), ("PNG", "webp")])
+def test_exif_survives_a_change_of_format(source: str, target: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    picture = decode_image(
+        encode(Image.fromarray(gradient()), source, exif=exif.tobytes()), f"in.{source}"
+    )
+    with Image.open(io.BytesIO(encode_image(picture, picture.rgb, target))) as out:
+        assert out.getexif()[0x010F] == "TestCam"
+
+
+def test_webp_side_limit_is_explained() -> None:
+    wide = Picture(
+        rgb=np.zeros((1, 17_000, 3), np.uint8), alpha=None, format="PNG", exif=None, icc=None
+    )
+    with pytest.raises(ValueError, match=r"16383.*--format png"):
+        encode_image(wide, wide.rgb, "webp")
+    assert encode_image(wide, wide.rgb)[:4] == b"\x89PNG"
