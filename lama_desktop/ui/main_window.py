@@ -88,7 +88,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.last_edit_label = QLabel("", self)
-        self.workers_label = QLabel("Workers: starting…", self)
+        self.workers_label = QLabel("Local workers: starting…", self)
         self.statusBar().addPermanentWidget(self.last_edit_label)
         self.statusBar().addPermanentWidget(self.workers_label)
 
@@ -157,8 +157,10 @@ class MainWindow(QMainWindow):
     def _update_workers(self) -> None:
         """Say whether this computer's workers are still warming up (they import the engine)."""
         local = [n for n in self.bridge.nodes() if n.local]
-        if not local:
-            self.workers_label.setText("Workers: starting…")
+        if not self.settings.local_workers:
+            self.workers_label.setText("Local workers: off")
+        elif not local:
+            self.workers_label.setText("Local workers: starting…")
         elif not local[0].enabled or local[0].state == NodeState.DISABLED:
             self.workers_label.setText("Local workers: off")
         elif local[0].state == NodeState.STARTING or local[0].slots == 0:
@@ -327,6 +329,7 @@ class MainWindow(QMainWindow):
 
     def _on_local_workers_toggled(self, on: bool) -> None:
         self.settings.local_workers = on
+        self._update_workers()
 
     def show_logs(self) -> None:
         from lama_desktop.ui.log_view import LogView
@@ -390,5 +393,6 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Take the tray icon away and close the window for good (the app is ending)."""
         self._quitting = True
+        set_error_handler(show_error)
         self.tray.close()
         self.close()

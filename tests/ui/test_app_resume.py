@@ -16,7 +16,12 @@ from lama_desktop.config import AppDirs, AppSettings
 from tests.ui.conftest import LoopRunner, Recorder, wait_local_ready, write_photo
 from tests.ui.test_editor import message_box
 
-pytestmark = pytest.mark.gui
+# The offscreen platform reports that it cannot propagate size hints whenever a window shows.
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.qt_log_ignore("does not support propagateSizeHints"),
+    pytest.mark.usefixtures("no_leaked_widgets"),
+]
 
 
 def make_batch(root: Path, count: int = 2) -> Any:

@@ -22,7 +22,12 @@ from lama_desktop.config import AppDirs, AppSettings
 from lama_desktop.ui.editor import EditorWidget
 from tests.ui.conftest import LoopRunner, Recorder, write_photo
 
-pytestmark = pytest.mark.gui
+# The offscreen platform reports that it cannot propagate size hints whenever a window shows.
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.qt_log_ignore("does not support propagateSizeHints"),
+    pytest.mark.usefixtures("no_leaked_widgets"),
+]
 
 
 @pytest.fixture

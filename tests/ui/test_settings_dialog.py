@@ -9,7 +9,12 @@ import pytest
 from lama_desktop.config import AppDirs, AppSettings, load_settings, save_settings
 from lama_desktop.ui.settings_dialog import SettingsDialog
 
-pytestmark = pytest.mark.gui
+# The offscreen platform reports that it cannot propagate size hints whenever a window shows.
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.qt_log_ignore("does not support propagateSizeHints"),
+    pytest.mark.usefixtures("no_leaked_widgets"),
+]
 
 
 def test_dialog_shows_environment_override_and_applies_copy(
