@@ -27,7 +27,7 @@ import zmq.asyncio
 import lama_desktop
 from lama_desktop.cluster import hardware
 from lama_desktop.cluster.auth import ZAP_DOMAIN, AgentAuthenticator, HandshakeLog, Peer
-from lama_desktop.cluster.discovery import Announcer
+from lama_desktop.cluster.discovery import Announcer, advertised_host
 from lama_desktop.cluster.keys import (
     AuthorizedKeys,
     KeyPair,
@@ -58,6 +58,7 @@ from lama_desktop.cluster.supervisor import (
     WorkerExited,
     WorkerSupervisor,
     describe_exit,
+    plan_workers,
     popen_spawner,
 )
 
@@ -100,46 +101,6 @@ class AgentStats:
     paired: int = 0
     restarts: int = 0
     events: list[str] = field(default_factory=list)
-
-
-def plan_workers(workers: int | str, device: str) -> tuple[list[str], int | None]:
-    """Devices of the workers to run, and the CPU threads each CPU worker gets.
-
-    `auto`: one worker per NVIDIA GPU, else one CPU worker using every core.
-    """
-    import os
-
-    cores = os.cpu_count() or 1
-    gpus = hardware.gpu_count() if device in ("auto", "cuda") else 0
-    if workers == "auto":
-        if device.startswith("cuda:"):
-            return [device], None
-        if gpus:
-            return [f"cuda:{i}" for i in range(gpus)], None
-        return ["cpu"], cores
-    count = int(workers)
-    if count < 0:
-        raise ValueError(f"workers must be 'auto' or a number >= 0, not {workers}")
-    if device == "auto":
-        devices = [f"cuda:{i % gpus}" for i in range(count)] if gpus else ["cpu"] * count
-    else:
-        devices = [device] * count
-    cpu_workers = devices.count("cpu")
-    return devices, max(1, cores // cpu_workers) if cpu_workers else None
-
-
-def advertised_host(bind_host: str) -> str:
-    """The host a pairing link should name: the bind address, or this machine's LAN address."""
-    if bind_host not in ("*", "0.0.0.0", "::", ""):
-        return bind_host
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it picks a route
-        return str(probe.getsockname()[0])
-    except OSError:
-        return socket.gethostname()
-    finally:
-        probe.close()
 
 
 class Agent:

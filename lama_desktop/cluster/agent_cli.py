@@ -17,7 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from lama_desktop.cluster.agent import Agent, advertised_host
+from lama_desktop.cluster.agent import Agent
+from lama_desktop.cluster.discovery import advertised_host
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes, PairingLink, write_private
 
 log = logging.getLogger("lama_desktop.agent")

@@ -138,3 +138,17 @@ def browse(timeout: float = 2.0) -> list[DiscoveredAgent]:
         return list(found.values())
     finally:
         zc.close()
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host a pairing link should name: the bind address, or this machine's LAN address."""
+    if bind_host not in ("*", "0.0.0.0", "::", ""):
+        return bind_host
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it picks a route
+        return str(probe.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+    finally:
+        probe.close()

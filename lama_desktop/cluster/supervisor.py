@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from lama_desktop.cluster import hardware
+
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
@@ -288,3 +290,27 @@ def popen_spawner(endpoint: str, threads: int | None = None, heartbeat: float = 
         return subprocess.Popen(worker_command(endpoint, worker_id, device, heartbeat), env=env)
 
     return spawn
+
+
+def plan_workers(workers: int | str, device: str) -> tuple[list[str], int | None]:
+    """Devices of the workers to run, and the CPU threads each CPU worker gets.
+
+    `auto`: one worker per NVIDIA GPU, else one CPU worker using every core.
+    """
+    cores = os.cpu_count() or 1
+    gpus = hardware.gpu_count() if device in ("auto", "cuda") else 0
+    if workers == "auto":
+        if device.startswith("cuda:"):
+            return [device], None
+        if gpus:
+            return [f"cuda:{i}" for i in range(gpus)], None
+        return ["cpu"], cores
+    count = int(workers)
+    if count < 0:
+        raise ValueError(f"workers must be 'auto' or a number >= 0, not {workers}")
+    if device == "auto":
+        devices = [f"cuda:{i % gpus}" for i in range(count)] if gpus else ["cpu"] * count
+    else:
+        devices = [device] * count
+    cpu_workers = devices.count("cpu")
+    return devices, max(1, cores // cpu_workers) if cpu_workers else None

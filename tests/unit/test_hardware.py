@@ -10,8 +10,8 @@ import pytest
 import zmq
 
 from lama_desktop.cluster import hardware
-from lama_desktop.cluster.agent import plan_workers
 from lama_desktop.cluster.discovery import SERVICE_TYPE, agent_from_info, service_info
+from lama_desktop.cluster.supervisor import plan_workers
 
 
 def test_node_info_and_metrics_describe_this_machine() -> None:
