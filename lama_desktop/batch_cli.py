@@ -39,9 +39,17 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "batch",
         help="clean many photos with their masks, without the window",
-        description="Erase the masked areas of every photo in IMAGES and save the results in "
-        "OUT. Masks are matched by file name stem (photo.jpg <- photo.png); white (non-zero) "
-        "means erase. Outputs that already exist are skipped, so a re-run resumes.",
+        description=(
+            "Erase the masked areas of every photo in IMAGES and save the results in OUT.\n"
+            "Masks are matched by file name stem (photo.jpg <- photo.png); white (non-zero)\n"
+            "means erase. Outputs that already exist are skipped, so a re-run resumes."
+        ),
+        epilog=(
+            "example: lama-desktop batch photos/ --masks masks/ --out cleaned/ --json\n"
+            "exit codes: 0 all done, 1 a photo failed (each is named with its reason),\n"
+            "2 usage error, 130 stopped by Ctrl-C (no partial file is left)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("images", type=Path, metavar="IMAGES", help="a photo or a folder of photos")
     p.add_argument("--masks", type=Path, required=True, help="mask folder, or one mask for all")
