@@ -160,7 +160,12 @@ class Agent:
     # -- start and stop -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind both sockets, start ZAP, the workers and the timers (needs a running loop)."""
+        """Bind both sockets, start ZAP, the workers and the timers (needs a running loop).
+
+        Raises ValueError for an impossible worker plan (CUDA without a GPU) and OSError when
+        the address cannot be bound; nothing is left open in either case.
+        """
+        devices, threads = plan_workers(self._workers_wanted, self.device)
         if self.log_file:
             self._start_log_file()
         self.context = zmq.asyncio.Context()
@@ -178,6 +183,7 @@ class Agent:
             self.front.bind(self.bind)
         except zmq.ZMQError as exc:
             await self._close_sockets()
+            self._stop_log_file()
             raise OSError(f"cannot listen on {self.bind}: {exc}") from exc
         self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.handshakes = HandshakeLog(self.front)
@@ -186,7 +192,6 @@ class Agent:
         self._configure(self.back)
         worker_endpoint = f"ipc://{self._ipc_dir / 'workers.sock'}"
         self.back.bind(worker_endpoint)
-        devices, threads = plan_workers(self._workers_wanted, self.device)
         self.supervisor = WorkerSupervisor(
             popen_spawner(worker_endpoint, threads), grace=self.grace
         )
@@ -277,9 +282,13 @@ class Agent:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
         self.supervisor = None
         log.info("agent %s stopped", self.name)
+        self._stop_log_file()
+
+    def _stop_log_file(self) -> None:
         if self._file_handler is not None:
             logging.getLogger("lama_desktop").removeHandler(self._file_handler)
             self._file_handler.close()
+            self._file_handler = None
 
     async def _close_sockets(self) -> None:
         if hasattr(self, "handshakes"):

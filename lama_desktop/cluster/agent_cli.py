@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lama_desktop.cluster.agent import Agent
@@ -92,6 +93,15 @@ def _setup_logging(verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Call `callback` in the loop on SIGTERM and Ctrl-C (Windows has no loop signal handlers)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except NotImplementedError:
+            signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(callback))
+
+
 async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     agent = Agent(
         args.bind,
@@ -103,13 +113,15 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     )
     try:
         await agent.start()
-    except OSError as exc:
+    except ValueError as exc:  # e.g. --device cuda on a machine without a GPU
+        print(f"lama-agent: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # port in use, address not on this machine
         print(f"lama-agent: {exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    _on_signals(loop, stop.set)
     link = agent.pairing_link()
     state = {"endpoint": agent.endpoint, "host": link.host, "port": agent.port, "pid": os.getpid()}
     write_private(data_dir / STATE_FILE, json.dumps(state).encode())
@@ -117,8 +129,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     print(f"Pair a desktop with this link (single use, 10 minutes):\n{link.format()}", flush=True)
     await stop.wait()
     log.info("stopping: finishing running jobs first (signal again to stop them now)")
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.hurry)
+    _on_signals(loop, agent.hurry)
     await agent.stop(drain=True)
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return 0

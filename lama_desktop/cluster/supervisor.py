@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+import psutil
+
 from lama_desktop.cluster import hardware
 
 log = logging.getLogger(__name__)
@@ -284,7 +286,8 @@ def popen_spawner(endpoint: str, threads: int | None = None, heartbeat: float = 
     def spawn(worker_id: str, device: str) -> ProcessLike:
         env = dict(os.environ)
         if threads:
-            # torch and OpenCV read these at start-up; one CPU worker gets all the cores.
+            # The worker's share of the cores: OpenMP/MKL read these at start-up, and the
+            # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
         return subprocess.Popen(worker_command(endpoint, worker_id, device, heartbeat), env=env)
@@ -292,23 +295,31 @@ def popen_spawner(endpoint: str, threads: int | None = None, heartbeat: float = 
     return spawn
 
 
-def plan_workers(workers: int | str, device: str) -> tuple[list[str], int | None]:
+def plan_workers(
+    workers: int | str, device: str, cores: int | None = None
+) -> tuple[list[str], int | None]:
     """Devices of the workers to run, and the CPU threads each CPU worker gets.
 
-    `auto`: one worker per NVIDIA GPU, else one CPU worker using every core.
+    `auto`: one worker per NVIDIA GPU, else one CPU worker using every physical core
+    (hyper-threads only slow convolutions down). Asking for CUDA without a GPU is an error.
     """
-    cores = os.cpu_count() or 1
-    gpus = hardware.gpu_count() if device in ("auto", "cuda") else 0
+    if cores is None:
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    gpus = hardware.gpu_count() if device.startswith(("auto", "cuda")) else 0
+    if device.startswith("cuda") and gpus == 0:
+        raise ValueError(f"--device {device} asked for, but no NVIDIA GPU was found here")
+    if device.startswith("cuda:") and int(device[5:]) >= gpus:
+        raise ValueError(f"--device {device} does not exist: this machine has {gpus} GPU(s)")
     if workers == "auto":
         if device.startswith("cuda:"):
             return [device], None
-        if gpus:
+        if gpus and device != "cpu":
             return [f"cuda:{i}" for i in range(gpus)], None
         return ["cpu"], cores
     count = int(workers)
     if count < 0:
         raise ValueError(f"workers must be 'auto' or a number >= 0, not {workers}")
-    if device == "auto":
+    if device in ("auto", "cuda"):
         devices = [f"cuda:{i % gpus}" for i in range(count)] if gpus else ["cpu"] * count
     else:
         devices = [device] * count

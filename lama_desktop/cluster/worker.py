@@ -11,6 +11,7 @@ import argparse
 import concurrent.futures
 import ctypes
 import importlib
+import inspect
 import io
 import logging
 import os
@@ -85,12 +86,20 @@ class JobRunner:
         self.worker_id = worker_id
         self.device = device
         self.holder = ModelHolder()
+        threads = os.environ.get("LAMA_TORCH_THREADS", "")
+        self.threads = int(threads) if threads.isdigit() and int(threads) > 0 else None
         self._loaded: tuple[str, str] | None = None
 
     def _model(self, name: str) -> Any:
-        key = (name, self.device)
+        cls = get_model_class(name)
+        # A CPU-only model (OpenCV) still runs in a GPU worker, on the CPU.
+        device = self.device if self.device.split(":")[0] in cls.devices else "cpu"
+        key = (name, device)
         if self._loaded != key or self.holder.current is None:
-            self.holder.switch(name, device=self.device)
+            options: dict[str, Any] = {}
+            if self.threads and "threads" in inspect.signature(cls).parameters:
+                options["threads"] = self.threads  # the share of cores the agent gave us
+            self.holder.switch(name, device=device, **options)
             self._loaded = key
         return self.holder.current
 

@@ -18,6 +18,7 @@ import pytest
 import zmq
 from PIL import Image
 
+from lama_desktop.cluster import hardware
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingLink
 from lama_desktop.cluster.protocol import (
     Disconnect,
@@ -190,3 +191,6 @@ def test_port_in_use_and_bad_arguments_give_clear_errors(tmp_path: Path) -> None
     assert bad.returncode == 2 and "tcp://HOST:PORT" in bad.stderr
     bad = agent_cli("--workers", "many", data_dir=tmp_path)
     assert bad.returncode == 2 and "--workers" in bad.stderr
+    if hardware.gpu_count() == 0:
+        bad = agent_cli("--device", "cuda:0", "--no-announce", data_dir=tmp_path)
+        assert bad.returncode == 2 and "no NVIDIA GPU" in bad.stderr

@@ -91,17 +91,26 @@ def test_fake_gpu_readings_are_reported(monkeypatch: pytest.MonkeyPatch) -> None
         assert reading.temp is None  # one unsupported reading does not lose the others
         assert plan_workers("auto", "auto") == (["cuda:0"], None)
         assert plan_workers(2, "auto") == (["cuda:0", "cuda:0"], None)
+        assert plan_workers("auto", "cpu", cores=4) == (["cpu"], 4)
+        assert plan_workers(1, "cuda:0") == (["cuda:0"], None)
+        with pytest.raises(ValueError, match="1 GPU"):
+            plan_workers(1, "cuda:1")
     finally:
         hardware._nvml.cache_clear()
 
 
 def test_plan_workers_without_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware, "gpu_count", lambda: 0)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert plan_workers("auto", "auto") == (["cpu"], 8)  # one CPU worker using every core
-    assert plan_workers(2, "cpu") == (["cpu", "cpu"], 4)
-    assert plan_workers(0, "auto") == ([], None)
-    assert plan_workers("auto", "cuda:1") == (["cuda:1"], None)
+    assert plan_workers("auto", "auto", cores=8) == (["cpu"], 8)  # one worker, every core
+    assert plan_workers(2, "cpu", cores=8) == (["cpu", "cpu"], 4)
+    assert plan_workers(3, "auto", cores=2) == (["cpu"] * 3, 1)
+    assert plan_workers(0, "auto", cores=8) == ([], None)
+    devices, threads = plan_workers("auto", "auto")
+    assert devices == ["cpu"] and threads is not None and threads >= 1
+    with pytest.raises(ValueError, match="no NVIDIA GPU"):
+        plan_workers("auto", "cuda:1")
+    with pytest.raises(ValueError, match="no NVIDIA GPU"):
+        plan_workers(1, "cuda")
     with pytest.raises(ValueError):
         plan_workers(-1, "cpu")
 
