@@ -341,14 +341,30 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # Checked again just before the rename to narrow the window for a file appearing meanwhile.
-        if not overwrite and path.exists():
-            raise FileExistsError(f"{path}: already exists (not overwritten)")
-        os.replace(temp, path)
+        if overwrite:
+            os.replace(temp, path)
+        else:
+            _place_new(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def _place_new(temp: Path, path: Path) -> None:
+    """Give `temp` the name `path` only if nothing has that name, even a file made just now."""
+    try:
+        # A hard link fails when the name exists: no window in which another writer's file
+        # (a second batch on the same folder) could be replaced.
+        os.link(temp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: already exists (not overwritten)") from None
+    except OSError:  # file systems without hard links (FAT, some network shares)
+        if path.exists():
+            raise FileExistsError(f"{path}: already exists (not overwritten)") from None
+        os.replace(temp, path)
+        return
+    temp.unlink()
 
 
 def _sync_folder(folder: Path) -> None:

@@ -210,3 +210,35 @@ def test_webp_side_limit_is_explained() -> None:
     with pytest.raises(ValueError, match=r"16383.*--format png"):
         encode_image(wide, wide.rgb, "webp")
     assert encode_image(wide, wide.rgb)[:4] == b"\x89PNG"
+
+
+def test_file_appearing_during_the_write_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "out.png"
+    real_fsync = os.fsync
+
+    def other_writer_wins(fd: int) -> None:
+        real_fsync(fd)
+        if not path.exists():
+            path.write_bytes(b"another batch's result")
+
+    monkeypatch.setattr(imageio.os, "fsync", other_writer_wins)
+    with pytest.raises(FileExistsError):
+        write_atomic(path, b"ours")
+    assert path.read_bytes() == b"another batch's result"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_without_hard_links_the_write_still_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError("hard links are not supported here")
+
+    monkeypatch.setattr(imageio.os, "link", no_links)
+    write_atomic(tmp_path / "out.png", b"data")
+    assert (tmp_path / "out.png").read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    with pytest.raises(FileExistsError):
+        write_atomic(tmp_path / "out.png", b"again")
