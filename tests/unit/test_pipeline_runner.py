@@ -133,3 +133,19 @@ def test_no_temporary_files_left(batch: tuple[Path, Path, Path], model: InpaintM
     run(images, masks, out, model)
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
+
+
+def test_runner_refuses_a_job_that_would_write_over_its_photo(
+    tmp_path: Path, model: InpaintModel
+) -> None:
+    from lama_desktop.engine.plan import BatchPlan, PlannedJob
+
+    image = save(tmp_path / "photo.png", photo())
+    save(tmp_path / "mask.png", mask())
+    before = image.read_bytes()
+    # A hand-made plan (plan_batch never makes one like this) with overwrite allowed.
+    plan = BatchPlan([PlannedJob(image, tmp_path / "mask.png", image)], [], [], overwrite=True)
+    outcomes = run_plan_in_process(plan, JobSettings(), model, lambda o: None, lambda: False)
+    assert [o.status for o in outcomes] == ["failed"]
+    assert "over an input" in outcomes[0].reason
+    assert image.read_bytes() == before
