@@ -8,7 +8,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from zeroconf import ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
 from zeroconf.asyncio import AsyncZeroconf
 
 from lama_desktop.cluster.keys import is_z85_key
@@ -80,16 +80,28 @@ def lan_addresses() -> list[str]:
 
 
 class Announcer:
-    """Announces one agent on the LAN while started (agents run it unless --no-announce)."""
+    """Announces one agent on the LAN while started (agents run it unless --no-announce).
 
-    def __init__(self, name: str, port: int, server_key: str) -> None:
-        self.info = service_info(name, port, server_key, lan_addresses())
+    `interfaces` limits where (tests use ["127.0.0.1"] so nothing reaches the real network).
+    """
+
+    def __init__(
+        self, name: str, port: int, server_key: str, interfaces: list[str] | None = None
+    ) -> None:
+        self.interfaces = interfaces
+        addresses = interfaces if interfaces is not None else lan_addresses()
+        self.info = service_info(name, port, server_key, addresses)
         self._zeroconf: AsyncZeroconf | None = None
 
     async def start(self) -> None:
         """Register the record; failure to announce is logged, never fatal."""
         try:
-            self._zeroconf = AsyncZeroconf()
+            if self.interfaces is None:
+                self._zeroconf = AsyncZeroconf()
+            else:
+                self._zeroconf = AsyncZeroconf(
+                    interfaces=self.interfaces, ip_version=IPVersion.V4Only
+                )
             await self._zeroconf.async_register_service(self.info, allow_name_change=True)
             log.info("announced %s on the local network", self.info.name)
         except Exception as exc:
@@ -121,9 +133,12 @@ class _Collector(ServiceListener):
         self.names.discard(name)
 
 
-def browse(timeout: float = 2.0) -> list[DiscoveredAgent]:
+def browse(timeout: float = 2.0, interfaces: list[str] | None = None) -> list[DiscoveredAgent]:
     """Agents announcing on the LAN within `timeout` seconds (blocking: not on the GUI thread)."""
-    zc = Zeroconf()
+    if interfaces is None:
+        zc = Zeroconf()
+    else:
+        zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
     try:
         collector = _Collector()
         browser = ServiceBrowser(zc, SERVICE_TYPE, collector)
