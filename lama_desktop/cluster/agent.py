@@ -256,7 +256,9 @@ class Agent:
             return
         self._draining = True
         for queued in list(self.queue):
-            self._send_front(queued.desktop, Failed(job=queued.job.job, reason="agent stopping"))
+            self._send_front(
+                queued.desktop, Failed(job=queued.job.job, reason="agent stopping", declined=True)
+            )
         self.queue.clear()
         deadline = time.monotonic() + timeout
         while drain and self.running and time.monotonic() < deadline and not self._hurry:
@@ -270,7 +272,9 @@ class Agent:
         while not self.supervisor.all_stopped():
             await asyncio.sleep(TICK_S)  # the tick task collects exits and kills past the grace
         for job in list(self.running.values()):
-            self._send_front(job.desktop, Failed(job=job.job.job, reason="agent stopped"))
+            self._send_front(
+                job.desktop, Failed(job=job.job.job, reason="agent stopped", declined=True)
+            )
         self.running.clear()
         for task in self._tasks:
             task.cancel()
@@ -428,7 +432,9 @@ class Agent:
 
     def _on_job(self, session: DesktopSession, msg: Job, payload: list[Any]) -> None:
         if self._draining:
-            self._send_front(session.routing_id, Failed(job=msg.job, reason="agent stopping"))
+            self._send_front(
+                session.routing_id, Failed(job=msg.job, reason="agent stopping", declined=True)
+            )
             return
         if msg.job in self.running or any(q.job.job == msg.job for q in self.queue):
             log.warning("job %s sent twice; ignoring the copy", msg.job)
@@ -442,7 +448,7 @@ class Agent:
                 if slots
                 else f"node {self.name} runs no workers (0 slots)"
             )
-            self._send_front(session.routing_id, Failed(job=msg.job, reason=reason))
+            self._send_front(session.routing_id, Failed(job=msg.job, reason=reason, declined=True))
             return
         # Keep the frames: they are zero-copy views of the received buffers.
         self.queue.append(QueuedJob(session.routing_id, msg, list(payload)))

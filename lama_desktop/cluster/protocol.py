@@ -156,6 +156,8 @@ class Failed(_Message, tag="failed"):
     crashed: bool = False
     cancelled: bool = False
     missing_model: bool = False
+    # The node did not run it (full, stopping): not the job's fault, it goes elsewhere.
+    declined: bool = False
 
 
 Message = (

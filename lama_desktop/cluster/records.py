@@ -168,6 +168,7 @@ class NodeRecord:
     last_seen: float = 0.0
     assigned: set[str] = field(default_factory=set)  # leased jobs: running or prefetched
     jobs_done: int = 0
+    declined_until: float = 0.0  # no new jobs before this time (it declined one)
     done_times: deque[float] = field(default_factory=deque)
 
     def can_run(self, job: JobRecord) -> bool:

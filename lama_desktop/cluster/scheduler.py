@@ -480,7 +480,7 @@ class Scheduler:
             elif isinstance(action, CancelOnNode):
                 job = self.state.jobs.get(action.job_id)
                 lease = job.lease if job is not None else 0
-                self._send(action.node_id, p.Cancel(job=wire_id(action.job_id, lease)))
+                self._send(action.node_id, p.Cancel(job=self._wire_id(action.job_id, lease)))
             elif isinstance(action, JournalJob):
                 self._dirty_jobs.add(action.job_id)
             elif isinstance(action, JournalBatch):
@@ -500,7 +500,7 @@ class Scheduler:
 
     def _dispatch(self, action: Dispatch) -> None:
         job = self.state.jobs[action.job_id]
-        wire = wire_id(action.job_id, action.lease)
+        wire = self._wire_id(action.job_id, action.lease)
         if job.batch_id is None:
             edit = self._interactive[action.job_id]
             h, w = edit.mask.shape
@@ -607,6 +607,18 @@ class Scheduler:
             return False
         return True
 
+    def _wire_id(self, job_id: str, lease: int) -> str:
+        # The id on the wire names this scheduler run and the lease: an agent still running a
+        # job for a crashed predecessor does not take the resumed job for a duplicate, and an
+        # answer about an older lease is recognised as stale.
+        return f"{job_id}/{self.desktop_id}/{lease}"
+
+    def _parse_wire_id(self, wire: str) -> tuple[str, int | None]:
+        job_id, run, lease = [*wire.rsplit("/", 2), "", ""][:3]
+        if run != self.desktop_id or not lease.isdigit():
+            return job_id, None
+        return job_id, int(lease)
+
     def _hello(self, peer: _Peer) -> None:
         peer.hellos += 1
         self._send(peer.node_id, p.Hello(desktop=self.desktop_id, name=self.name))
@@ -640,14 +652,14 @@ class Scheduler:
         if isinstance(msg, p.Ready):
             self._on_ready(peer, msg, now)
         elif isinstance(msg, p.Result):
-            job_id, lease = parse_wire_id(msg.job)
+            job_id, lease = self._parse_wire_id(msg.job)
             self._pending_payload[job_id] = payload
             actions = self.state.job_result(node_id, job_id, msg.seconds, now)
             if not any(isinstance(a, WriteOutput) for a in actions):
                 self._pending_payload.pop(job_id, None)
             self._apply(actions)
         elif isinstance(msg, p.Failed):
-            job_id, lease = parse_wire_id(msg.job)
+            job_id, lease = self._parse_wire_id(msg.job)
             self._apply(
                 self.state.job_failed(
                     node_id,
@@ -657,6 +669,7 @@ class Scheduler:
                     crashed=msg.crashed,
                     cancelled=msg.cancelled,
                     missing_model=msg.missing_model,
+                    declined=msg.declined,
                     lease=lease,
                 )
             )
@@ -799,18 +812,6 @@ class Scheduler:
                 await loop.run_in_executor(self._db, journal.update_batch, *update)
         except Exception:
             log.exception("could not write the journal")
-
-
-def wire_id(job_id: str, lease: int) -> str:
-    """The job id on the wire names the lease too, so an answer about an old lease is stale."""
-    return f"{job_id}/{lease}"
-
-
-def parse_wire_id(wire: str) -> tuple[str, int | None]:
-    job_id, _, lease = wire.rpartition("/")
-    if not job_id or not lease.isdigit():
-        return wire, None
-    return job_id, int(lease)
 
 
 def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) -> int:

@@ -29,6 +29,7 @@ MAX_CRASHES = 3
 MAX_NODE_LOSSES = 3
 # How many queued jobs one pass looks past when the head ones fit no node (bounds dispatch cost).
 SCAN_LIMIT = 64
+DECLINE_PAUSE_S = 1.0  # a node that declined a job gets no new one for this long
 INTERACTIVE = "\x00interactive"  # queue key of interactive jobs: sorts before every batch
 
 
@@ -310,6 +311,7 @@ class SchedulerState:
         node = self.nodes.get(node_id)
         if node is not None:
             node.assigned.discard(job_id)
+            node.declined_until = 0.0  # it has room again
             node.jobs_done += 1
             node.done_times.append(now)
             self._node_load_changed(node)
@@ -360,6 +362,7 @@ class SchedulerState:
         crashed: bool = False,
         cancelled: bool = False,
         missing_model: bool = False,
+        declined: bool = False,
         lease: int | None = None,
     ) -> list[Action]:
         """A FAILED arrived: retry, route around a missing model, or give up (failed/poison)."""
@@ -373,8 +376,13 @@ class SchedulerState:
         if job is None or stale or job.state != JobState.RUNNING or job.node != node_id:
             self._dispatch(now)
             return self._flush()  # stale: cancelled, timed out, or already done elsewhere
-        if missing_model and node is not None:
-            node.missing_models.add(job.model)
+        if (missing_model or declined) and node is not None:
+            if missing_model:
+                node.missing_models.add(job.model)
+            else:
+                # The node is fuller than we thought (e.g. still busy for a crashed scheduler
+                # run): give it a moment instead of bouncing the job straight back to it.
+                node.declined_until = now + DECLINE_PAUSE_S
             job.attempts -= 1  # not the job's fault
             self._enqueue(job)
             self._emit_job(job)
@@ -561,7 +569,10 @@ class SchedulerState:
         open_nodes = [
             n
             for n in self.nodes.values()
-            if n.state in (NodeState.IDLE, NodeState.BUSY) and n.enabled and self._capacity(n) > 0
+            if n.state in (NodeState.IDLE, NodeState.BUSY)
+            and n.enabled
+            and self._capacity(n) > 0
+            and n.declined_until <= now
         ]
         if not open_nodes:
             return
