@@ -354,3 +354,17 @@ def test_ten_thousand_jobs_dispatch_quickly() -> None:
             finish(state, node_id, job_id, 1.0 + done * 1e-4)
             done += 1
     assert state.batches["b1"].view(state, 5.0).state == BatchState.DONE
+
+
+def test_declined_job_goes_elsewhere_without_an_attempt_and_the_node_rests() -> None:
+    state = make_state({"a": 1, "b": 1})
+    state.submit_batch("b1", "batch", "/out", specs(1), 0.0)
+    first = state.jobs["j0"].node
+    assert first is not None
+    other = "b" if first == "a" else "a"
+    actions = state.job_failed(first, "j0", "node is full", 1.0, declined=True)
+    assert dispatches(actions) == [(other, "j0")]
+    assert state.jobs["j0"].attempts == 1
+    state.job_failed(other, "j0", "node is full", 1.1, declined=True)
+    assert state.jobs["j0"].state == JobState.QUEUED  # both resting: it waits, not fails
+    assert dispatches(state.tick(2.2))[0][1] == "j0"
