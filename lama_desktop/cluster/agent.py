@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -100,7 +100,6 @@ class AgentStats:
     refused: int = 0  # messages answered with REFUSE
     paired: int = 0
     restarts: int = 0
-    events: list[str] = field(default_factory=list)
 
 
 class Agent:
@@ -519,7 +518,7 @@ class Agent:
             if queued is None or queued.worker != worker_id or queued.cancelled:
                 return  # cancelled meanwhile: the cancel answers for it
             del self.running[msg.job]
-            self.supervisor.mark_idle(worker_id)
+            self.supervisor.mark_idle(worker_id, time.monotonic())
             if isinstance(msg, Result):
                 self.stats.jobs_done += 1
             if queued.desktop in self.sessions:

@@ -119,8 +119,14 @@ class WorkerSupervisor:
     def set_count(self, devices: list[str], now: float) -> None:
         """Run one worker per entry of `devices`: start missing ones, stop extra ones."""
         active = [s for s in self.slots.values() if not s.retired]
-        for slot in active[len(devices) :]:
-            self._retire(slot, now)
+        # The newest idle workers go first; a busy one finishes its job, then stops (mark_idle).
+        extra = len(active) - len(devices)
+        by_business = sorted(reversed(active), key=lambda s: s.status == WorkerStatus.BUSY)
+        for slot in by_business[: max(extra, 0)]:
+            if slot.status == WorkerStatus.BUSY:
+                slot.retired = True
+            else:
+                self._retire(slot, now)
         for device in devices[len(active) :]:
             worker_id = f"w{self._next_index}"
             self._next_index += 1
@@ -207,11 +213,13 @@ class WorkerSupervisor:
         slot = self.slots[worker_id]
         slot.status, slot.job = WorkerStatus.BUSY, job
 
-    def mark_idle(self, worker_id: str) -> None:
-        """The worker answered its job (RESULT or FAILED)."""
+    def mark_idle(self, worker_id: str, now: float) -> None:
+        """The worker answered its job (RESULT or FAILED); a retired one now stops."""
         slot = self.slots[worker_id]
         if slot.status == WorkerStatus.BUSY:
             slot.status, slot.job = WorkerStatus.READY, None
+            if slot.retired:
+                self._retire(slot, now)
 
     def idle_workers(self) -> list[str]:
         """Workers ready for a job, in start order."""

@@ -69,7 +69,7 @@ def test_start_ready_busy_idle() -> None:
     assert sup.idle_workers() == ["w1"]
     sup.mark_busy("w1", "job-1")
     assert sup.worker_of("job-1") == "w1" and sup.idle_workers() == []
-    sup.mark_idle("w1")
+    sup.mark_idle("w1", 0.6)
     assert sup.slots["w1"].status == WorkerStatus.READY and sup.worker_of("job-1") is None
     assert sup.tick(1.0) == []
 
@@ -155,6 +155,25 @@ def test_set_count_retires_extra_workers_and_adds_new_ones() -> None:
     ]
     sup.set_count(["cpu", "cpu"], now=2.0)
     assert [w for w, _d, _p in spawn.started] == ["w0", "w1", "w2", "w3"]
+
+
+def test_turning_workers_down_spares_busy_ones_until_their_job_is_done() -> None:
+    spawn = Spawner()
+    sup = WorkerSupervisor(spawn)
+    sup.set_count(["cpu", "cpu"], now=0.0)
+    for worker in ("w0", "w1"):
+        sup.mark_ready(worker, [])
+    sup.mark_busy("w0", "job-1")
+    sup.set_count(["cpu"], now=1.0)  # the idle w1 goes
+    assert sup.slots["w1"].status == WorkerStatus.STOPPING
+    assert sup.slots["w0"].status == WorkerStatus.BUSY
+    sup.set_count([], now=2.0)  # w0 is busy: it finishes first
+    assert spawn.latest("w0").signals == [] and sup.idle_workers() == []
+    sup.mark_idle("w0", now=3.0)
+    assert spawn.latest("w0").signals == [signal.SIGTERM]
+    events = sup.tick(3.1)
+    assert {e.worker_id for e in events} == {"w0", "w1"} and not any(e.job for e in events)
+    assert sup.all_stopped() and len(spawn.started) == 2
 
 
 def test_a_silent_worker_is_killed_and_restarted() -> None:
