@@ -154,6 +154,9 @@ def test_agent_prints_a_link_pairs_drains_on_sigterm_and_exits_0(tmp_path: Path)
         goodbye, _ = client.recv(timeout=10)
         assert isinstance(goodbye, Disconnect)
         assert process.wait(timeout=15) == 0
+        log = (data_dir / "agent.log").read_text()
+        assert "listening on tcp://127.0.0.1:" in log and "paired desktop Studio PC" in log
+        assert log.strip().endswith("agent spare-box stopped")
         # Revoking the desktop's key by name, after the agent is gone.
         revoked = agent_cli("keys", "revoke", "Studio PC", data_dir=data_dir)
         assert revoked.returncode == 0 and "Revoked" in revoked.stdout

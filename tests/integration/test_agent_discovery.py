@@ -11,6 +11,7 @@ from lama_desktop.cluster.discovery import Announcer, browse
 
 pytestmark = pytest.mark.integration
 
+
 def test_an_announced_agent_is_found_on_loopback() -> None:
     """Both ends bind to 127.0.0.1 only: the multicast query and answer stay on this host."""
     key = zmq.curve_keypair()[0].decode()

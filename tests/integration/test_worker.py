@@ -114,3 +114,27 @@ def test_workers_die_with_a_killed_agent(tmp_path: Path) -> None:
         for process in workers:
             if process.is_running():
                 process.kill()
+
+
+def test_worker_leaves_when_its_agent_falls_silent_or_its_parent_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lama_desktop.cluster import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "MIN_SILENCE_S", 0.5)
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"ipc://{tmp_path}/nobody.sock")  # no agent will ever answer
+        silent = worker_module.Worker(sock, "w", "cpu", heartbeat=0.1, parent=os.getppid())
+        started = time.monotonic()
+        assert silent.run() == 3
+        assert 0.4 < time.monotonic() - started < 3.0
+        orphan = worker_module.Worker(sock, "w", "cpu", heartbeat=0.1, parent=os.getppid() + 1)
+        started = time.monotonic()
+        assert orphan.run() == 3  # reparented: the agent that started it is gone
+        assert time.monotonic() - started < 0.5
+        sock.close()
+    finally:
+        ctx.term()
