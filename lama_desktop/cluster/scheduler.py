@@ -87,6 +87,12 @@ class _Peer:
     pairing: asyncio.Future[str] | None = None
     pair_code: str = ""
     hellos: int = 0
+    generation: int = 0  # bumped on every (re)connect
+
+    @property
+    def rid(self) -> bytes:
+        """The routing id of the current connection to this node."""
+        return f"{self.node_id}.{self.generation}".encode()
 
 
 @dataclass
@@ -134,6 +140,7 @@ class Scheduler:
         self.journal: Journal | None = None
         self.peers: dict[str, _Peer] = {}
         self._by_address: dict[str, str] = {}
+        self._by_rid: dict[bytes, str] = {}  # every routing id a node had -> node id
         self._batches: dict[str, _Batch] = {}
         self._interactive: dict[str, _Interactive] = {}
         self._pending_payload: dict[str, list[memoryview]] = {}
@@ -239,10 +246,14 @@ class Scheduler:
     def _connect(self, peer: _Peer) -> None:
         key = peer.server_key.encode() if isinstance(peer.server_key, str) else peer.server_key
         self.sock.setsockopt(zmq.CURVE_SERVERKEY, key)
-        self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.node_id.encode())
+        # Each connection gets a fresh routing id: libzmq aborts on a CONNECT_ROUTING_ID still
+        # held by a pipe that is being torn down, and old answers stay attributable.
+        peer.generation += 1
+        self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.rid)
         self.sock.connect(peer.address)
         self.peers[peer.node_id] = peer
         self._by_address[peer.address] = peer.node_id
+        self._by_rid[peer.rid] = peer.node_id
 
     def _reconnect(self, peer: _Peer) -> None:
         with contextlib.suppress(zmq.ZMQError):
@@ -597,7 +608,10 @@ class Scheduler:
     # ----- sockets ----------------------------------------------------------------------------
 
     def _send(self, node_id: str, msg: Any, *payload: Any) -> bool:
-        frames = [node_id.encode(), *p.encode(msg, *payload)]
+        peer = self.peers.get(node_id)
+        if peer is None:
+            return False
+        frames = [peer.rid, *p.encode(msg, *payload)]
         # DONTWAIT + ROUTER_MANDATORY: a full or unknown peer fails at once (EAGAIN,
         # EHOSTUNREACH) and nothing ever blocks. The returned future is already done.
         sent = self.sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
@@ -632,7 +646,7 @@ class Scheduler:
                 log.exception("dropped a message that broke its handler")
 
     def _on_message(self, frames: list[zmq.Frame]) -> None:
-        node_id = frames[0].bytes.decode("utf-8", "replace")
+        node_id = self._by_rid.get(frames[0].bytes, "")
         peer = self.peers.get(node_id)
         if peer is None:
             return
