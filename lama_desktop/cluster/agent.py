@@ -85,6 +85,7 @@ class QueuedJob:
     """A job waiting for, or running on, a worker, and the desktop to answer."""
 
     desktop: bytes
+    key: str  # the desktop's Curve key: answers go only to the same desktop, not just the same id
     job: Job
     payload: list[Any]
     worker: str | None = None
@@ -450,7 +451,7 @@ class Agent:
             self._send_front(session.routing_id, Failed(job=msg.job, reason=reason, declined=True))
             return
         # Keep the frames: they are zero-copy views of the received buffers.
-        self.queue.append(QueuedJob(session.routing_id, msg, list(payload)))
+        self.queue.append(QueuedJob(session.routing_id, session.key, msg, list(payload)))
         self._dispatch()
 
     def _on_cancel(self, session: DesktopSession, msg: Cancel) -> None:
@@ -521,11 +522,15 @@ class Agent:
             self.supervisor.mark_idle(worker_id, time.monotonic())
             if isinstance(msg, Result):
                 self.stats.jobs_done += 1
-            if queued.desktop in self.sessions:
+            if self._still_there(queued):
                 self._send_front(queued.desktop, msg, list(payload))
             else:
                 log.info("dropped the answer to job %s: its desktop is gone", msg.job)
             self._dispatch()
+
+    def _still_there(self, queued: QueuedJob) -> bool:
+        session = self.sessions.get(queued.desktop)
+        return session is not None and session.key == queued.key
 
     def _refresh_models(self) -> None:
         assert self.supervisor is not None
@@ -548,7 +553,7 @@ class Agent:
             reply = Failed(
                 job=event.job, reason=describe_exit(event.returncode), crashed=event.crashed
             )
-        if queued.desktop in self.sessions:
+        if self._still_there(queued):
             self._send_front(queued.desktop, reply)
 
     # -- timers -------------------------------------------------------------------------------
