@@ -50,7 +50,7 @@ def test_sigkill_one_agent_mid_batch_its_jobs_run_elsewhere_once(tmp_path: Path)
 
 
 async def _sigkill_one_agent(tmp_path: Path) -> None:
-    count = 9
+    count = 5
     images, masks = make_folder(tmp_path, count, {i: PAUSE_MARKER for i in range(count)})
     out = tmp_path / "out"
     doomed = AgentProcess(tmp_path / "agent-a", "doomed")
@@ -142,7 +142,7 @@ asyncio.run(main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
 
 
 def test_sigkill_the_scheduler_mid_batch_and_resume_from_the_journal(tmp_path: Path) -> None:
-    count = 8
+    count = 5
     images, masks = make_folder(tmp_path, count, {i: PAUSE_MARKER for i in range(count)})
     out = tmp_path / "out"
     agent = AgentProcess(tmp_path / "agent", "spare", workers=2)
