@@ -96,10 +96,11 @@ class EmbeddedCluster:
         )
 
     async def stop(self) -> None:
-        """Stop the agent (its running jobs go back to the journal), then the scheduler."""
+        """Stop the scheduler (the journal keeps unfinished work), then the local agent."""
+        # The desktop says goodbye first, so it is not told "agent leaving" while closing.
+        await self.scheduler.stop()
         if self.agent is not None:
             await self.agent.stop(drain=False)
-        await self.scheduler.stop()
 
 
 async def run(app: Any, settings: AppSettings, dirs: AppDirs, photo: str | None) -> int:

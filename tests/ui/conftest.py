@@ -4,6 +4,7 @@ embedded cluster (scheduler + local agent with one OpenCV worker), and a widget 
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 from PIL import Image
+from pytestqt.exceptions import TimeoutError as QtTimeout
 
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
 
@@ -28,24 +30,33 @@ def app_env(isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> AppDirs:
 
 
 class LoopRunner:
-    """Drives a qasync loop from a synchronous test: Qt events are processed while waiting."""
+    """Runs coroutines on the test's qasync loop from a synchronous test.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    The loop is created "already running": asyncio sees it as the running loop for the whole
+    test, and whoever spins Qt's event loop (this runner, qtbot, a QTest call) also serves its
+    timers and the cluster's sockets -- as in the app, where Qt's loop is the only loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, qtbot: Any) -> None:
         self.loop = loop
+        self._qtbot = qtbot
 
     def run(self, awaitable: Awaitable[T], timeout: float = 30.0) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(awaitable, timeout))
+        task = asyncio.ensure_future(awaitable)
+        try:
+            self._qtbot.waitUntil(task.done, timeout=int(timeout * 1000))
+        except QtTimeout:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            task.cancel()
+            raise TimeoutError(f"not finished within {timeout} s:\n{where.getvalue()}") from None
+        return task.result()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         """Let the loop run until `predicate()` holds; fail with a clear message otherwise."""
-
-        async def poll() -> None:
-            while not predicate():
-                await asyncio.sleep(0.02)
-
         try:
-            self.run(poll(), timeout)
-        except TimeoutError:
+            self._qtbot.waitUntil(predicate, timeout=int(timeout * 1000))
+        except QtTimeout:
             pytest.fail(f"condition not met within {timeout} s: {predicate}")
 
 
@@ -69,22 +80,25 @@ class Recorder:
 
 
 @pytest.fixture
-def qloop(qapp: Any) -> Iterator[LoopRunner]:
+def qloop(qapp: Any, qtbot: Any) -> Iterator[LoopRunner]:
     """A qasync event loop over the test QApplication, closed cleanly afterwards."""
     import qasync
 
     from lama_desktop.ui.async_slot import cancel_pending
 
-    loop = qasync.QEventLoop(qapp)
+    loop = qasync.QEventLoop(qapp, already_running=True)
     asyncio.set_event_loop(loop)
-    runner = LoopRunner(loop)
+    runner = LoopRunner(loop, qtbot)
     try:
         yield runner
     finally:
         tasks = cancel_pending()
         if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_default_executor())
+            runner.run(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+        # loop.stop() would also call QApplication.exit(), which ends the next test's first
+        # Qt wait at once; clearing qasync's running flag is all closing needs here.
+        loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
+        asyncio.events._set_running_loop(None)
         loop.close()
         asyncio.set_event_loop(None)
 

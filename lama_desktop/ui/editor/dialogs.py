@@ -35,9 +35,9 @@ async def ask(
     box.open()
     try:
         return await answer
-    finally:
-        if box.isVisible():  # cancelled while asking (e.g. at quit)
-            box.reject()
+    except asyncio.CancelledError:
+        box.reject()  # cancelled while asking (at quit): close the question with it
+        raise
 
 
 async def _choose(dialog: QFileDialog) -> Path | None:
@@ -53,9 +53,9 @@ async def _choose(dialog: QFileDialog) -> Path | None:
     dialog.open()
     try:
         return await chosen
-    finally:
-        if dialog.isVisible():
-            dialog.reject()
+    except asyncio.CancelledError:
+        dialog.reject()
+        raise
 
 
 async def choose_open_path(parent: QWidget, start: Path) -> Path | None:
