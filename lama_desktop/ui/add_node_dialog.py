@@ -152,6 +152,8 @@ class AddNodeDialog(QDialog):
     @async_slot
     async def search(self) -> None:
         """List the agents that announce themselves on the LAN (blocking browse in a thread)."""
+        if not Shiboken.isValid(self):
+            return  # closed before the search got its first turn
         self.search_button.setEnabled(False)
         self.search_status.setText("Searching…")
         loop = asyncio.get_running_loop()

@@ -83,6 +83,17 @@ class ClusterBridge(QObject):
         """One node's latest view, or None when unknown."""
         return self._nodes.get(node_id)
 
+    def job(self, job_id: str) -> JobView | None:
+        """One batch job's latest view, or None when unknown."""
+        return self._jobs.get(job_id)
+
+    def node_name(self, node_id: str | None) -> str:
+        """The name a user knows a node by (its id while the node is unknown)."""
+        if node_id is None:
+            return ""
+        node = self._nodes.get(node_id)
+        return node.name if node is not None else node_id
+
     def batch(self, batch_id: str) -> BatchView | None:
         """One batch's latest view, or None when unknown."""
         return self._batches.get(batch_id)

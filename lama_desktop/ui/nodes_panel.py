@@ -34,6 +34,7 @@ COLUMNS = (
     "Throughput",
 )  # fmt: skip
 STATE_COLUMN = COLUMNS.index("State")
+CURRENT_COLUMN = COLUMNS.index("Current job")
 
 STATE_COLOURS = {
     NodeState.STARTING: QColor("#c98a00"),
@@ -86,10 +87,20 @@ def node_reason(node: NodeView) -> str:
     return node.reason or _DEFAULT_REASONS.get(node.state, "")
 
 
+def _image_names(bridge: ClusterBridge, job_ids: tuple[str, ...]) -> str:
+    """The photos a node works on, by file name (an id only for a job not seen yet)."""
+    names = []
+    for job_id in job_ids:
+        job = bridge.job(job_id)
+        names.append(job.image.replace("\\", "/").rsplit("/", 1)[-1] if job else "photo edit")
+    return ", ".join(names)
+
+
 def _cell(node: NodeView, column: int) -> str:
     name = COLUMNS[column]
     if name == "Name":
-        return f"{node.name} (this computer)" if node.local else node.name
+        local = node.local and "this computer" not in node.name
+        return f"{node.name} (this computer)" if local else node.name
     if name == "Address":
         return node.address
     if name == "Device":
@@ -106,8 +117,6 @@ def _cell(node: NodeView, column: int) -> str:
         return _used_of(node.ram_used, node.ram_total)
     if name == "Jobs":
         return str(node.jobs_done)
-    if name == "Current job":
-        return ", ".join(node.current_jobs)
     return f"{node.throughput * 60:.1f}/min" if node.throughput else ""
 
 
@@ -116,6 +125,7 @@ class NodesModel(QAbstractTableModel):
 
     def __init__(self, bridge: ClusterBridge, parent: Any = None) -> None:
         super().__init__(parent)
+        self._bridge = bridge
         self._nodes: list[NodeView] = list(bridge.nodes())
         self._rows = {n.node_id: i for i, n in enumerate(self._nodes)}
         bridge.nodeChanged.connect(self.on_node_changed)
@@ -142,6 +152,8 @@ class NodesModel(QAbstractTableModel):
             return None
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
+            if col == CURRENT_COLUMN:
+                return _image_names(self._bridge, node.current_jobs)
             return _cell(node, col)
         if role == Qt.ItemDataRole.ToolTipRole:
             reason = node_reason(node)
@@ -216,11 +228,11 @@ class NodesPanel(QWidget):
         for w in (self.add_button, self.remove_button, self.enable_button):
             buttons.addWidget(w)
         buttons.addStretch(1)
-        buttons.addWidget(self.local_box)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
+        layout.addWidget(self.local_box)
         layout.addWidget(self.status)
 
         self.add_button.clicked.connect(self.open_add_dialog)

@@ -22,7 +22,9 @@ from lama_desktop.ui.bridge import ClusterBridge
 COLUMNS = ("Name", "State", "Progress", "ETA", "Node", "Time", "Reason")
 PROGRESS_COLUMN = COLUMNS.index("Progress")
 REASON_COLUMN = COLUMNS.index("Reason")
+NODE_COLUMN = COLUMNS.index("Node")
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # int 0-100 for a batch's progress bar
+FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # whether some photos of a batch failed
 _BAD_JOBS = (JobState.FAILED, JobState.POISON)
 JOB_COLOURS = {
     JobState.RUNNING: QColor("#1565c0"),
@@ -88,8 +90,6 @@ def _job_cell(job: JobView, column: int) -> str:
     if name == "State":
         retry = f" (attempt {job.attempts})" if job.attempts > 1 else ""
         return job.state.value + retry
-    if name == "Node":
-        return job.node or ""
     if name == "Time":
         return "" if job.seconds is None else f"{job.seconds:.1f} s"
     if name == "Reason":
@@ -106,6 +106,7 @@ class QueueModel(QAbstractItemModel):
 
     def __init__(self, bridge: ClusterBridge, parent: Any = None) -> None:
         super().__init__(parent)
+        self._bridge = bridge
         self._keys: dict[str, int] = {}  # batch id -> stable key (> 0)
         self._by_key: dict[int, str] = {}
         self._load(bridge.batches(), [j for b in bridge.batches() for j in bridge.jobs(b.batch_id)])
@@ -202,8 +203,10 @@ class QueueModel(QAbstractItemModel):
         if isinstance(item, BatchView):
             if role == Qt.ItemDataRole.DisplayRole:
                 return _batch_cell(item, col)
-            if role == PROGRESS_ROLE:
+            if role == PROGRESS_ROLE and col == PROGRESS_COLUMN:
                 return batch_percent(item)
+            if role == FAILED_ROLE:
+                return item.failed > 0
             if role == Qt.ItemDataRole.ForegroundRole and col == 1:
                 return BATCH_COLOURS.get(item.state)
             if role == Qt.ItemDataRole.ToolTipRole:
@@ -211,11 +214,14 @@ class QueueModel(QAbstractItemModel):
                 return f"{item.name}: {item.state.value}, output in {item.output_dir}{resumed}"
             return None
         if role == Qt.ItemDataRole.DisplayRole:
+            if col == NODE_COLUMN:
+                return self._bridge.node_name(item.node)
             return _job_cell(item, col)
         if role == Qt.ItemDataRole.ForegroundRole and col in (1, REASON_COLUMN):
             return JOB_COLOURS.get(item.state)
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [item.image, f"{item.state.value} on {item.node or 'no node yet'}"]
+            node = self._bridge.node_name(item.node) or "no node yet"
+            lines = [item.image, f"{item.state.value} on {node}"]
             if item.output:
                 lines.append(f"→ {item.output}")
             if item.reason:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, Qt, QUrl
+from PySide6.QtGui import QColor, QDesktopServices, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -14,9 +14,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QMenu,
     QPushButton,
-    QStyle,
     QStyledItemDelegate,
-    QStyleOptionProgressBar,
     QStyleOptionViewItem,
     QTreeView,
     QVBoxLayout,
@@ -25,13 +23,27 @@ from PySide6.QtWidgets import (
 
 from lama_desktop.cluster.events import BatchState, BatchView, JobState, JobView
 from lama_desktop.ui.bridge import ClusterBridge, run_command
-from lama_desktop.ui.queue_model import PROGRESS_COLUMN, PROGRESS_ROLE, QueueModel, is_bad
+from lama_desktop.ui.queue_model import (
+    FAILED_ROLE,
+    PROGRESS_COLUMN,
+    PROGRESS_ROLE,
+    QueueModel,
+    is_bad,
+)
 
 _FINISHED = (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
+_TRACK = QColor("#dfe3e8")
+_FILL = QColor("#64b5f6")
+_FAILED = QColor("#ef9a9a")  # a batch with failed photos: the bar says so too
+_TEXT = QColor("#1a1a1a")
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws a batch's progress cell as a progress bar with its "done / total" text."""
+    """Draws a batch's progress cell as a slim bar with its "done / total" text on it.
+
+    Painted by hand rather than with the style's progress bar: style bars are taller than a
+    tree row in several styles and their text gets clipped.
+    """
 
     def paint(
         self,
@@ -43,14 +55,20 @@ class ProgressDelegate(QStyledItemDelegate):
         if percent is None:
             super().paint(painter, option, index)
             return
-        bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(2, 3, -2, -3)  # type: ignore[attr-defined]
-        bar.minimum, bar.maximum, bar.progress = 0, 100, int(percent)
-        bar.text = index.data(Qt.ItemDataRole.DisplayRole)
-        bar.textVisible = True
-        bar.state = option.state  # type: ignore[attr-defined]
-        style = option.widget.style() if option.widget else QApplication.style()  # type: ignore[attr-defined]
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+        rect = option.rect  # type: ignore[attr-defined]
+        bar = QRectF(rect).adjusted(3, 2, -3, -2)
+        failed = bool(index.data(FAILED_ROLE))
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(_TRACK)
+        painter.drawRoundedRect(bar, 3, 3)
+        painter.setBrush(_FAILED if failed else _FILL)
+        done = QRectF(bar.x(), bar.y(), bar.width() * int(percent) / 100, bar.height())
+        painter.drawRoundedRect(done, 3, 3)
+        painter.setPen(_TEXT)
+        painter.drawText(bar, Qt.AlignmentFlag.AlignCenter, index.data(Qt.ItemDataRole.DisplayRole))
+        painter.restore()
 
 
 class QueuePanel(QWidget):
@@ -82,17 +100,21 @@ class QueuePanel(QWidget):
         self.up_button = QPushButton("Move up", self)
         self.down_button = QPushButton("Move down", self)
         self.open_button = QPushButton("Open output folder", self)
-        buttons = QHBoxLayout()
-        for button in (
-            self.pause_queue_button, self.pause_batch_button, self.cancel_button,
-            self.retry_button, self.up_button, self.down_button, self.open_button,
+        # Two short rows: the dock is often narrow, and seven buttons in one row get cut off.
+        queue_row, batch_row = QHBoxLayout(), QHBoxLayout()
+        for row, row_buttons in (
+            (queue_row, (self.pause_queue_button, self.pause_batch_button, self.cancel_button,
+                         self.retry_button)),
+            (batch_row, (self.up_button, self.down_button, self.open_button)),
         ):  # fmt: skip
-            buttons.addWidget(button)
-        buttons.addStretch(1)
+            for button in row_buttons:
+                row.addWidget(button)
+            row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.tree)
-        layout.addLayout(buttons)
+        layout.addLayout(queue_row)
+        layout.addLayout(batch_row)
 
         self.pause_queue_button.clicked.connect(self.toggle_queue)
         self.pause_batch_button.clicked.connect(self.toggle_batch)

@@ -7,7 +7,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QMessageBox
 
-from lama_desktop.cluster.events import EventBus, NodeChanged, NodeState, NodeView
+from lama_desktop.cluster.events import (
+    EventBus,
+    JobChanged,
+    JobState,
+    JobView,
+    NodeChanged,
+    NodeState,
+    NodeView,
+)
 from lama_desktop.ui.bridge import ClusterBridge
 from lama_desktop.ui.nodes_panel import COLUMNS, STATE_COLOURS, NodesPanel, format_bytes
 
@@ -38,7 +46,7 @@ def gpu_node() -> NodeView:
         "n2", "studio", "tcp://10.0.0.5:7890", "NVIDIA RTX 4090", NodeState.BUSY,
         slots=2, busy_slots=1, cpu_percent=37.0, ram_used=12 * GiB, ram_total=64 * GiB,
         gpu_util=88.0, vram_used=int(6.5 * GiB), vram_total=24 * GiB, jobs_done=41,
-        current_jobs=("IMG_0042.jpg",), throughput=0.5,
+        current_jobs=("b1-42", "edit-7"), throughput=0.5,
     )  # fmt: skip
 
 
@@ -71,7 +79,10 @@ def test_table_follows_events_in_place(qtbot) -> None:
     assert cell(panel, 1, "RAM") == "12.0 GiB / 64.0 GiB"
     assert cell(panel, 1, "CPU") == "37 %"
     assert cell(panel, 1, "Jobs") == "41"
-    assert cell(panel, 1, "Current job") == "IMG_0042.jpg"
+    # Jobs by photo name (an interactive edit has no batch job to name it by).
+    assert cell(panel, 1, "Current job") == "photo edit, photo edit"
+    bus.publish(JobChanged(JobView("b1-42", "b1", "/photos/IMG_0042.jpg", None, JobState.RUNNING)))
+    assert cell(panel, 1, "Current job") == "IMG_0042.jpg, photo edit"
     assert cell(panel, 1, "Throughput") == "30.0/min"
 
     with qtbot.waitSignal(panel.model.dataChanged) as changed:

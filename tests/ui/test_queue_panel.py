@@ -14,10 +14,13 @@ from lama_desktop.cluster.events import (
     JobChanged,
     JobState,
     JobView,
+    NodeChanged,
+    NodeState,
+    NodeView,
     QueuePaused,
 )
 from lama_desktop.ui.bridge import ClusterBridge
-from lama_desktop.ui.queue_model import COLUMNS, PROGRESS_ROLE, format_eta
+from lama_desktop.ui.queue_model import COLUMNS, FAILED_ROLE, PROGRESS_ROLE, format_eta
 from lama_desktop.ui.queue_panel import QueuePanel
 
 pytestmark = pytest.mark.gui
@@ -95,6 +98,12 @@ def test_progress_eta_node_and_failure_reason(setup) -> None:
     assert f"Reason: {reason}" in tooltip and "laptop" in tooltip
     assert resets == []
 
+    # Nodes by the name the user knows them by, once the node is known.
+    bus.publish(
+        NodeChanged(NodeView("laptop", "Anna's laptop", "tcp://127.0.0.1:1", "CPU", NodeState.BUSY))
+    )
+    assert text(panel, 1, "Node", parent) == "Anna's laptop"
+    assert panel.model.data(panel.model.index(0, 2), FAILED_ROLE) is True
     bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
     assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "failed"
 
