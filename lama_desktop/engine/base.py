@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -73,6 +74,53 @@ def check_inputs(image: np.ndarray, mask: np.ndarray) -> None:
         raise EngineError("Image is empty (zero width or height).")
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is, readable without importing its module (so without cv2 or torch)."""
+
+    name: str
+    title: str
+    needs_download: bool
+    devices: tuple[str, ...]
+
+
+# The built-in models' specs, kept here so a GUI process can list models without importing
+# cv2 or torch; a test checks they match the classes.
+BUILTIN_SPECS = (
+    ModelSpec("lama", "LaMa", needs_download=True, devices=("cpu", "cuda", "mps")),
+    ModelSpec("opencv-ns", "OpenCV Navier-Stokes", needs_download=False, devices=("cpu",)),
+    ModelSpec("opencv-telea", "OpenCV Telea", needs_download=False, devices=("cpu",)),
+)
+
+
+def spec_of(cls: type[InpaintModel]) -> ModelSpec:
+    """The spec a model class declares."""
+    return ModelSpec(cls.name, cls.title, cls.needs_download, tuple(cls.devices))
+
+
+def model_specs() -> list[ModelSpec]:
+    """Specs of the built-in and any other registered models, sorted by name; imports nothing."""
+    specs = {spec.name: spec for spec in BUILTIN_SPECS}
+    specs.update({name: spec_of(cls) for name, cls in _REGISTRY.items()})
+    return [specs[name] for name in sorted(specs)]
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case name with aliases resolved ("cv2" -> "opencv-ns")."""
+    key = name.strip().lower()
+    return _ALIASES.get(key, key)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of model `name` (aliases accepted), without importing its module."""
+    key = canonical_name(name)
+    for spec in model_specs():
+        if spec.name == key:
+            return spec
+    known = ", ".join(spec.name for spec in model_specs())
+    raise EngineError(f"Unknown model {name!r}. Known models: {known}.")
+
+
 ModelT = TypeVar("ModelT", bound=type[InpaintModel])
 
 
@@ -101,7 +149,7 @@ def model_names() -> list[str]:
 def get_model_class(name: str) -> type[InpaintModel]:
     """The model class registered under `name` (or one of its aliases such as "cv2")."""
     _load_builtins()
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    key = canonical_name(name)
     try:
         return _REGISTRY[key]
     except KeyError:
@@ -111,11 +159,9 @@ def get_model_class(name: str) -> type[InpaintModel]:
 
 def _torch_devices() -> tuple[bool, int, bool]:
     """(torch importable, CUDA device count, MPS usable), asked of torch only when needed."""
-    try:
-        # engine.lama owns every torch import; going through it keeps torch out of this module.
-        from lama_desktop.engine import lama
-    except ImportError:
-        return False, 0, False
+    # engine.lama owns every torch import; going through it keeps torch out of this module.
+    from lama_desktop.engine import lama
+
     return lama.torch_devices()
 
 

@@ -91,6 +91,8 @@ class LaMa(InpaintModel):
         if device == "cpu":
             torch.set_num_threads(threads or default_threads())
         self.path = path
+        # fp16 runs under autocast, not model.half(): weights stay float32, so falling back
+        # to float32 (see _run) costs nothing.
         self.fp16 = fp16
         try:
             module = torch.jit.load(str(path), map_location="cpu")
@@ -99,9 +101,7 @@ class LaMa(InpaintModel):
                 f"Could not load the LaMa model file {path}: it is damaged or not a TorchScript "
                 f"model ({exc}). Delete it and run `lama-desktop models download lama`."
             ) from exc
-        module = module.eval()
-        self._model: Any = module.half() if fp16 else module
-        self._model = self._model.to(torch.device(device))
+        self._model: Any = module.eval().to(torch.device(device))
         if device == "mps" and not self._works_here():
             log.warning("LaMa does not run on Apple MPS with this PyTorch; using the CPU")
             self.device = "cpu"
@@ -122,8 +122,21 @@ class LaMa(InpaintModel):
         if array.ndim == 2:
             array = array[:, :, np.newaxis]
         chw = np.transpose(array, (2, 0, 1)).astype(np.float32) / 255
-        tensor = torch.from_numpy(chw).unsqueeze(0).to(self.device)
-        return tensor.half() if self.fp16 else tensor
+        return torch.from_numpy(chw).unsqueeze(0).to(self.device)
+
+    def _run(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The model call; in fp16 mode under autocast, falling back to float32 for good if
+        half precision fails (cuFFT's half-precision FFT only takes power-of-two sizes)."""
+        import torch
+
+        if self.fp16:
+            try:
+                with torch.autocast(self.device.split(":")[0], dtype=torch.float16):
+                    return self._model(image, mask)
+            except RuntimeError as exc:
+                log.warning("LaMa in fp16 failed (%s); using float32 from now on", exc)
+                self.fp16 = False
+        return self._model(image, mask)
 
     def _forward(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """IOPaint's LaMa.forward on an already padded image: returns uint8 HxWx3 RGB."""
@@ -133,7 +146,7 @@ class LaMa(InpaintModel):
         with torch.inference_mode():
             image_t = self._to_tensor(image)
             mask_t = (self._to_tensor(binary) > 0).to(image_t.dtype)
-            output = self._model(image_t, mask_t)
+            output = self._run(image_t, mask_t)
             result = output[0].permute(1, 2, 0).float().cpu().numpy()
         return np.clip(result * 255, 0, 255).astype(np.uint8)
 

@@ -169,3 +169,22 @@ def test_model_holder_switches_and_keeps_previous_on_failure(
     assert holder.current is second and _Closable.closed == ["closable-test"]
     holder.close()
     assert holder.current is None
+
+
+def test_builtin_specs_match_the_classes() -> None:
+    for spec in base.BUILTIN_SPECS:
+        assert base.spec_of(get_model_class(spec.name)) == spec
+    assert [s.name for s in base.model_specs()] == model_names()
+
+
+def test_specs_need_neither_cv2_nor_torch() -> None:
+    code = (
+        "import sys; from lama_desktop.engine.base import model_specs, get_spec;"
+        "names = [s.name for s in model_specs()];"
+        "assert get_spec('cv2').name == 'opencv-ns' and get_spec('lama').needs_download;"
+        "print(names, [m for m in ('cv2', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['lama', 'opencv-ns', 'opencv-telea'] []"
+    with pytest.raises(EngineError, match="Known models: lama"):
+        base.get_spec("nope")

@@ -133,3 +133,24 @@ def test_memory_estimate_grows_with_size() -> None:
     small, large = LaMa.memory_estimate(512, 512), LaMa.memory_estimate(1024, 1024)
     assert 200 * 2**20 < small < large
     assert LaMa.memory_estimate(511, 511) == small  # padded to 512 first
+
+
+def test_fp16_failure_falls_back_to_float32(
+    tiny_model_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = create_model("lama", device="cpu", model_path=tiny_model_file)
+    scripted = model._model
+
+    def half_intolerant(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # What cuFFT does with a half-precision FFT of a size that is not a power of two.
+        if torch.is_autocast_enabled("cpu"):
+            raise RuntimeError("cuFFT only supports dimensions whose sizes are powers of two")
+        return scripted(image, mask)
+
+    model._model = half_intolerant
+    model.fp16 = True  # as if on CUDA
+    image, mask = _photo(40, 24)
+    with caplog.at_level(logging.WARNING):
+        result = model.inpaint(image, mask)
+    assert model.fp16 is False and "using float32 from now on" in caplog.text
+    np.testing.assert_array_equal(result, _iopaint_reference(tiny_model_file, image, mask))
