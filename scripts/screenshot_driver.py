@@ -60,12 +60,13 @@ def mouse(widget: Any, kind: QEvent.Type, point: QPointF, buttons: Qt.MouseButto
     QApplication.sendEvent(widget, event)
 
 
-async def paint_mask(canvas: Any, mask_file: Path) -> None:
+async def paint_mask(editor: Any, mask_file: Path) -> None:
     """Scribble over the object the sample mask marks, as a user would with the brush."""
     with Image.open(mask_file) as mask:
         left, top, right, bottom = mask.convert("L").point(lambda v: 255 if v else 0).getbbox()
     brush = max(16, min(80, (right - left) * 2 // 3))
-    canvas.set_brush_size(brush)
+    editor.size_slider.setValue(brush)  # as a user drags the size slider
+    canvas = editor.canvas
     # Overlapping strokes back and forth, as a user covers an object with a broad brush.
     rows = max(1, round((bottom - top) / (brush * 0.6)))
     points = []
@@ -106,7 +107,9 @@ async def drive(args: argparse.Namespace) -> None:
     canvas = window.editor.canvas
     await until("the photo", canvas.has_image)
     await until("warm local workers", lambda: "ready" in window.workers_label.text(), 120)
-    await paint_mask(canvas, REPO / "resources" / "samples" / "masks" / f"{args.photo.stem}.png")
+    await paint_mask(
+        window.editor, REPO / "resources" / "samples" / "masks" / f"{args.photo.stem}.png"
+    )
     await shoot(args.out / "editor.png")
 
     dialog = window.nodes_panel.open_add_dialog()
@@ -133,7 +136,7 @@ async def drive(args: argparse.Namespace) -> None:
         120,
     )
     # The docks share the right edge with the editor; floated, each panel shows every column.
-    float_dock(window.nodes_dock, (60, 150, 1320, 330))
+    float_dock(window.nodes_dock, (60, 170, 1320, 260))
     await shoot(args.out / "nodes.png")
     window.nodes_dock.setFloating(False)
 

@@ -24,7 +24,7 @@ PROGRESS_COLUMN = COLUMNS.index("Progress")
 REASON_COLUMN = COLUMNS.index("Reason")
 NODE_COLUMN = COLUMNS.index("Node")
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # int 0-100 for a batch's progress bar
-FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # whether some photos of a batch failed
+FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # int 0-100: the share of a batch that failed
 _BAD_JOBS = (JobState.FAILED, JobState.POISON)
 JOB_COLOURS = {
     JobState.RUNNING: QColor("#1565c0"),
@@ -79,7 +79,7 @@ def _batch_cell(batch: BatchView, column: int) -> str:
         active = batch.state in (BatchState.RUNNING, BatchState.QUEUED)
         return format_eta(batch.eta_seconds) if active else ""
     if name == "Reason":
-        return f"{batch.failed} job(s) failed" if batch.failed else ""
+        return f"{batch.failed} photo(s) failed" if batch.failed else ""
     return ""
 
 
@@ -205,8 +205,8 @@ class QueueModel(QAbstractItemModel):
                 return _batch_cell(item, col)
             if role == PROGRESS_ROLE and col == PROGRESS_COLUMN:
                 return batch_percent(item)
-            if role == FAILED_ROLE:
-                return item.failed > 0
+            if role == FAILED_ROLE and col == PROGRESS_COLUMN:
+                return 0 if item.total == 0 else int(100 * item.failed / item.total)
             if role == Qt.ItemDataRole.ForegroundRole and col == 1:
                 return BATCH_COLOURS.get(item.state)
             if role == Qt.ItemDataRole.ToolTipRole:

@@ -34,7 +34,7 @@ from lama_desktop.ui.queue_model import (
 _FINISHED = (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
 _TRACK = QColor("#dfe3e8")
 _FILL = QColor("#64b5f6")
-_FAILED = QColor("#ef9a9a")  # a batch with failed photos: the bar says so too
+_FAILED = QColor("#e57373")
 _TEXT = QColor("#1a1a1a")
 
 
@@ -57,15 +57,20 @@ class ProgressDelegate(QStyledItemDelegate):
             return
         rect = option.rect  # type: ignore[attr-defined]
         bar = QRectF(rect).adjusted(3, 2, -3, -2)
-        failed = bool(index.data(FAILED_ROLE))
+        failed = int(index.data(FAILED_ROLE) or 0)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(_TRACK)
         painter.drawRoundedRect(bar, 3, 3)
-        painter.setBrush(_FAILED if failed else _FILL)
-        done = QRectF(bar.x(), bar.y(), bar.width() * int(percent) / 100, bar.height())
-        painter.drawRoundedRect(done, 3, 3)
+        # Finished photos fill the bar; the failed share of them is shown at its end in red.
+        finished = bar.width() * int(percent) / 100
+        bad = min(finished, bar.width() * failed / 100)
+        painter.setBrush(_FILL)
+        painter.drawRoundedRect(QRectF(bar.x(), bar.y(), finished, bar.height()), 3, 3)
+        if bad > 0:
+            painter.setBrush(_FAILED)
+            painter.drawRect(QRectF(bar.x() + finished - bad, bar.y(), bad, bar.height()))
         painter.setPen(_TEXT)
         painter.drawText(bar, Qt.AlignmentFlag.AlignCenter, index.data(Qt.ItemDataRole.DisplayRole))
         painter.restore()
@@ -88,7 +93,7 @@ class QueuePanel(QWidget):
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for column, width in enumerate((220, 80, 150, 70, 110, 60)):
+        for column, width in enumerate((220, 130, 170, 60, 160, 60)):
             header.resizeSection(column, width)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)

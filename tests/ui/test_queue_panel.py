@@ -103,7 +103,7 @@ def test_progress_eta_node_and_failure_reason(setup) -> None:
         NodeChanged(NodeView("laptop", "Anna's laptop", "tcp://127.0.0.1:1", "CPU", NodeState.BUSY))
     )
     assert text(panel, 1, "Node", parent) == "Anna's laptop"
-    assert panel.model.data(panel.model.index(0, 2), FAILED_ROLE) is True
+    assert panel.model.data(panel.model.index(0, 2), FAILED_ROLE) == 33
     bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
     assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "failed"
 
