@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -407,7 +408,7 @@ class Scheduler:
             raise ValueError("mask must be a uint8 array of the image's height and width")
         job_id = f"i-{secrets.token_hex(6)}"
         edit = _Interactive(
-            np.ascontiguousarray(rgb), np.ascontiguousarray(mask), settings.to_dict()
+            np.ascontiguousarray(rgb), np.ascontiguousarray(mask), _settings_dict(settings)
         )
         self._interactive[job_id] = edit
         h, w = mask.shape
@@ -848,6 +849,12 @@ def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) 
     if model is None:
         return 24 * h * w
     return int(model.memory_estimate(h, w))
+
+
+@functools.lru_cache(maxsize=64)
+def _settings_dict(settings: JobSettings) -> dict[str, Any]:
+    """The wire form of a settings value; cached, as every edit of a session shares a few."""
+    return settings.to_dict()
 
 
 def _read_inputs(job: PlannedJob) -> tuple[bytes, bytes]:
