@@ -65,7 +65,7 @@ def progress_icon(percent: int, size: int = TRAY_SIZE) -> QIcon:
     painter.setPen(pen)
     # Qt angles are in 1/16 degree, counter-clockwise from 3 o'clock: start at 12, go clockwise.
     painter.drawArc(outer, 90 * 16, -int(percent * 360 * 16 / 100))
-    inset = size * 0.3
+    inset = size * 0.24
     _draw_photo(painter, QRectF(inset, inset, size - 2 * inset, size - 2 * inset))
     painter.end()
     return QIcon(pixmap)

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -267,15 +267,19 @@ class NodesPanel(QWidget):
 
     def _context_menu(self, pos: Any) -> None:
         self.table.selectRow(self.table.indexAt(pos).row())
+        self.context_menu().popup(self.table.viewport().mapToGlobal(pos))
+
+    def context_menu(self) -> QMenu:
+        """The right-click menu for the selected node (deleted once it closes)."""
         menu = QMenu(self)
-        menu.addAction(QAction("Add node…", menu, triggered=self.open_add_dialog))
+        menu.aboutToHide.connect(menu.deleteLater)
+        menu.addAction("Add node…", self.open_add_dialog)
         node = self.selected_node()
         if node is not None:
-            text = "Enable" if not node.enabled else "Disable"
-            menu.addAction(QAction(text, menu, triggered=self.toggle_selected))
+            menu.addAction("Enable" if not node.enabled else "Disable", self.toggle_selected)
             if not node.local:
-                menu.addAction(QAction("Remove", menu, triggered=self.remove_selected))
-        menu.popup(self.table.viewport().mapToGlobal(pos))
+                menu.addAction("Remove", self.remove_selected)
+        return menu
 
     def toggle_selected(self) -> None:
         """Enable a disabled node or disable an enabled one (disabled nodes get no new jobs)."""

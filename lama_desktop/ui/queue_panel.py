@@ -182,8 +182,13 @@ class QueuePanel(QWidget):
         index = self.tree.indexAt(pos)
         if index.isValid():
             self.tree.setCurrentIndex(index)
+        self.context_menu().popup(self.tree.viewport().mapToGlobal(pos))
+
+    def context_menu(self) -> QMenu:
+        """The right-click menu: the buttons' commands for the current row."""
         self._update_buttons()
         menu = QMenu(self)
+        menu.aboutToHide.connect(menu.deleteLater)
         for button in (
             self.pause_batch_button, self.cancel_button, self.retry_button, self.up_button,
             self.down_button, self.open_button, self.pause_queue_button,
@@ -194,7 +199,7 @@ class QueuePanel(QWidget):
         if isinstance(failed, JobView) and is_bad(failed) and failed.reason:
             menu.addSeparator()
             menu.addAction("Copy error", lambda: QApplication.clipboard().setText(failed.reason))
-        menu.popup(self.tree.viewport().mapToGlobal(pos))
+        return menu
 
     # -- commands ------------------------------------------------------------------------
 

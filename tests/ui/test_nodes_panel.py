@@ -144,6 +144,16 @@ def test_buttons_disable_enable_remove_and_local_workers(qtbot, monkeypatch) -> 
     assert scheduler.calls[-1] == ("enabled", "local", False)
     assert not panel.local_box.isChecked()
 
+    panel.table.selectRow(0)
+    local_menu = [a.text() for a in panel.context_menu().actions()]
+    assert local_menu == ["Add node…", "Enable"]  # this computer cannot be removed
+    panel.table.selectRow(1)
+    menu = {a.text(): a for a in panel.context_menu().actions()}
+    assert list(menu) == ["Add node…", "Disable", "Remove"]
+    menu["Disable"].trigger()
+    assert scheduler.calls[-1] == ("enabled", "n2", False)
+    panel.enable_button.click()
+
     # Remove asks first (window-modal box opened with open(), never exec()).
     panel.table.selectRow(1)
     panel.remove_button.click()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QApplication
 
 from lama_desktop.cluster.events import (
     BatchChanged,
@@ -106,6 +107,11 @@ def test_progress_eta_node_and_failure_reason(setup) -> None:
     assert panel.model.data(panel.model.index(0, 2), FAILED_ROLE) == 33
     bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
     assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "failed"
+    panel.tree.setCurrentIndex(panel.model.index(1, 0, parent))
+    menu = {a.text(): a for a in panel.context_menu().actions() if a.text()}
+    assert menu["Retry failed"].isEnabled() and not menu["Cancel job"].isEnabled()
+    menu["Copy error"].trigger()
+    assert QApplication.clipboard().text() == reason
 
 
 def test_resumed_batches_say_so(setup) -> None:
