@@ -4,6 +4,7 @@ embedded cluster (scheduler + local agent with one OpenCV worker), and a widget 
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -101,6 +102,12 @@ def qloop(qapp: Any, qtbot: Any) -> Iterator[LoopRunner]:
         asyncio.events._set_running_loop(None)
         loop.close()
         asyncio.set_event_loop(None)
+        # Let the closed loop's leftover Qt timers fire (qasync kills them then), and collect
+        # its QObjects here: a collection on some executor thread later would destroy them
+        # from the wrong thread.
+        qtbot.wait(10)
+        del runner, loop
+        gc.collect()
 
 
 @pytest.fixture

@@ -66,6 +66,7 @@ class EditorWidget(QWidget):
         self.picture: Picture | None = None
         self._generation = 0  # bumps when another photo opens, so a late result is dropped
         self._running = False
+        self.last_result: Any = None  # the scheduler's answer to the latest round
         self.undo_stack = QUndoStack(self)
         self.canvas = Canvas(self)
         self.banner = ModelBanner(models_dir, self)
@@ -258,6 +259,7 @@ class EditorWidget(QWidget):
             self._set_running(False)
         if generation != self._generation:
             return  # another photo was opened while this one ran
+        self.last_result = result
         after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
         self.canvas.clear_mask()
         try:

@@ -36,9 +36,13 @@ def changed_box(before: np.ndarray, after: np.ndarray) -> Box | None:
     """The smallest box holding every pixel that differs, or None when nothing changed."""
     if before.shape != after.shape:
         raise ValueError(f"shapes differ: {before.shape} and {after.shape}")
-    diff = np.any(before != after, axis=2)
-    rows = np.flatnonzero(diff.any(axis=1))
+    height = before.shape[0]
+    # Rows first over each row's bytes (a fast contiguous reduction), then columns only
+    # within the rows that changed: a small edit on a large photo stays cheap.
+    rows = np.flatnonzero((before != after).reshape(height, -1).any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(diff.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    band = before[top:bottom] != after[top:bottom]
+    cols = np.flatnonzero(band.any(axis=(0, 2)))
+    return top, bottom, int(cols[0]), int(cols[-1]) + 1
