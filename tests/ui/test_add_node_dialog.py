@@ -55,7 +55,7 @@ def test_discovered_agents_are_listed_off_the_gui_thread(qtbot, qloop) -> None:
     dialog = AddNodeDialog(browse=browse)
     qtbot.addWidget(dialog)
     dialog.open()
-    qloop.wait_until(lambda: dialog.found.count() == 1, timeout=5)
+    qloop.wait_until(lambda: dialog.found.count() == 1, timeout=15)
     assert threads == [False]
     assert "studio" in dialog.found.item(0).text()
     assert "1 agent(s) found" in dialog.search_status.text()
@@ -74,6 +74,6 @@ def test_search_failure_is_reported(qtbot, qloop) -> None:
     dialog = AddNodeDialog(browse=browse)
     qtbot.addWidget(dialog)
     dialog.search()
-    qloop.wait_until(lambda: "failed" in dialog.search_status.text(), timeout=5)
+    qloop.wait_until(lambda: "failed" in dialog.search_status.text(), timeout=15)
     assert "multicast is blocked" in dialog.search_status.text()
     assert dialog.search_button.isEnabled()

@@ -42,7 +42,7 @@ def shoot(tmp_path: Path) -> Path:
 def test_dropped_folder_pairs_masks_and_lists_the_rest(qtbot, qloop, shoot: Path) -> None:
     dialog = BatchDialog([shoot], AppSettings(model="opencv-ns", hd_strategy="resize"))
     qtbot.addWidget(dialog)
-    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=15)
     assert dialog.masks_edit.text() == str(shoot.parent / "shoot_masks")
     assert dialog.output_edit.text() == str(shoot.parent / "shoot_cleaned")
     assert dialog.name_edit.text() == "shoot"
@@ -64,15 +64,15 @@ def test_dropped_folder_pairs_masks_and_lists_the_rest(qtbot, qloop, shoot: Path
 def test_single_mask_for_all_and_bad_input(qtbot, qloop, shoot: Path, tmp_path: Path) -> None:
     dialog = BatchDialog([shoot], AppSettings())
     qtbot.addWidget(dialog)
-    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=15)
     dialog.mask_file_radio.setChecked(True)
     assert dialog.masks_edit.text() == "" and not dialog.ok_button.isEnabled()
     dialog.masks_edit.setText(str(tmp_path / "nowhere.png"))
-    qloop.wait_until(lambda: "Cannot plan" in dialog.summary.text(), timeout=5)
+    qloop.wait_until(lambda: "Cannot plan" in dialog.summary.text(), timeout=15)
     assert "not found" in dialog.summary.text() and not dialog.ok_button.isEnabled()
     assert dialog.result_batch() is None
     dialog.masks_edit.setText(str(mask(tmp_path / "all.png")))
-    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=15)
     assert "3 photo(s) pair with a mask" in dialog.summary.text()
 
 
@@ -87,7 +87,7 @@ def test_scan_runs_off_the_gui_thread(qtbot, qloop, shoot: Path, monkeypatch) ->
     monkeypatch.setattr("lama_desktop.ui.batch_dialog.plan_batch", spy)
     dialog = BatchDialog([shoot], AppSettings())
     qtbot.addWidget(dialog)
-    qloop.wait_until(lambda: dialog.plan is not None, timeout=5)
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=15)
     assert threads and not any(threads)
 
 
@@ -129,3 +129,13 @@ def test_guess_defaults(tmp_path: Path) -> None:
     assert guess.masks == tmp_path / "trip" / "masks"
     assert guess.output == tmp_path / "trip_cleaned" and guess.name == "trip"
     assert guess_defaults([tmp_path / "trip" / "a.jpg"]).name == "trip"
+
+
+def test_file_batch_without_drop_asks_for_a_folder(qtbot, qloop, shoot: Path) -> None:
+    dialog = BatchDialog([], AppSettings())
+    qtbot.addWidget(dialog)
+    assert "none yet" in dialog.inputs.text() and not dialog.ok_button.isEnabled()
+    dialog._set_input(str(shoot))  # what the folder chooser hands back
+    qloop.wait_until(lambda: dialog.plan is not None, timeout=15)
+    assert dialog.inputs.text() == "1 folder(s): shoot"
+    assert len(dialog.plan.jobs) == 2 and dialog.ok_button.isEnabled()
