@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
+from shiboken6 import Shiboken
 
 from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
@@ -390,7 +391,8 @@ class MainWindow(QMainWindow):
                 return
         self._quitting = True
         await self.save_settings()
-        self.quitConfirmed.emit()
+        if Shiboken.isValid(self):  # the window may have been destroyed while saving
+            self.quitConfirmed.emit()
 
     def shutdown(self) -> None:
         """Take the tray icon away and close the window for good (the app is ending)."""
