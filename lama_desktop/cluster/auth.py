@@ -135,7 +135,8 @@ class HandshakeLog:
     def __init__(self, sock: zmq.asyncio.Socket) -> None:
         self.sock = sock
         self.monitor = cast(zmq.asyncio.Socket, sock.get_monitor_socket(_WATCHED))
-        self.failed = 0
+        self.failed = 0  # handshakes that failed
+        self.disconnects = 0  # connections closed, for whatever reason (MAXMSGSIZE included)
         self._peers: dict[int, str | None] = {}
         self._reasons: deque[str] = deque(maxlen=64)
 
@@ -155,11 +156,12 @@ class HandshakeLog:
             reason = _PROTOCOL_ERRORS.get(value, f"protocol error {value}")
             if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
                 reason += " (a plaintext client on the Curve port?)"
-            self._reasons.append(reason)
+            self._reasons.append(f"Curve handshake failed: {reason}")
         elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
             self.failed += 1
             self._reasons.append(f"Curve handshake failed ({os.strerror(value)})")
         elif event == zmq.EVENT_DISCONNECTED:
+            self.disconnects += 1
             address = self._peers.pop(value, None) or "an unknown address"
             if self._reasons:
                 log.warning("refused a connection from %s: %s", address, self._reasons.popleft())

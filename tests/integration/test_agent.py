@@ -341,19 +341,23 @@ def test_bad_input_is_dropped_and_the_agent_keeps_answering(
             [msgspec.msgpack.encode([1, 2, 3]), b"x"],
         ):
             assert desktop.send_raw(*frames)
-        await asyncio.sleep(0.3)
+        await desktop.hello()  # answered after the five bad messages, in order
         assert agent.stats.dropped - before == 5
-        await desktop.hello()
-        # An oversized frame: the connection is cut by MAXMSGSIZE, the client reconnects.
+        # An oversized frame: MAXMSGSIZE cuts the connection, the message never reaches the
+        # agent (a job would be answered: this agent has no workers), the client reconnects.
+        cuts = agent.handshakes.disconnects
         assert desktop.send_raw(bytes(encode(job, image, mask)[0]), b"\0" * 300_000, mask)
-        await asyncio.sleep(0.5)
-        assert not agent.running and not agent.queue
+        await until(lambda: agent.handshakes.disconnects > cuts)
         await desktop.hello()
+        with pytest.raises(TimeoutError):
+            await desktop.recv(timeout=0.3, skip=(Heartbeat, Ready))
         desktop.close()
 
     run_with_agent(tmp_path, scenario, preauthorize=me, max_message_bytes=200_000)
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "refused a connection from 127.0.0.1:" in logged  # the plaintext client
+    # The plaintext client; its address is known only if the connection was still open when
+    # the monitor event was read (libzmq 4.3 monitor events carry a file descriptor, not it).
+    assert "refused a connection from" in logged and "handshake failed" in logged
     assert "dropped a bad message" in logged
 
 
@@ -428,7 +432,7 @@ def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path
         alive.cancel()
         started = time.monotonic()
         await until(lambda: not agent.sessions, timeout=3)
-        assert 0.8 <= time.monotonic() - started <= 2.0
+        assert 0.8 <= time.monotonic() - started <= 2.5  # 3 x 0.3 s, plus a loaded machine
         assert not agent.queue and "stuck" in agent.running  # running work is left to finish
         desktop.close()
 
