@@ -424,7 +424,7 @@ def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path
         assert desktop.send(*file_job("stuck", model="crashy", corner=SLOW_MARKER))
         assert desktop.send(*file_job("prefetched"))
         reply, _ = await desktop.ask(*file_job("one too many"))  # 2 jobs per slot at most
-        assert isinstance(reply, Failed) and "full" in reply.reason, reply
+        assert isinstance(reply, Failed) and "full" in reply.reason and reply.declined, reply
         assert "stuck" in agent.running and len(agent.queue) == 1
         beat, _ = await desktop.recv(timeout=2, skip=(Ready,))
         assert isinstance(beat, Heartbeat) and beat.metrics and beat.metrics.busy_slots == 1
@@ -449,7 +449,7 @@ def test_set_workers_and_revoked_keys_take_effect_at_once(tmp_path: Path) -> Non
         assert isinstance(reply, Paired)
         assert (await desktop.hello()).slots == 0
         reply, _ = await desktop.ask(*file_job("nowhere"))
-        assert isinstance(reply, Failed) and "0 slot" in reply.reason
+        assert isinstance(reply, Failed) and "0 slot" in reply.reason and reply.declined
         agent.set_workers(1)
         update, _ = await desktop.recv(timeout=2, skip=(Heartbeat,))
         assert isinstance(update, Ready) and update.slots == 1
