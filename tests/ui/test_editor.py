@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -111,6 +112,27 @@ def test_view_tools_brush_keys_compare_and_eraser(
     assert canvas.scale() == pytest.approx(2.0)
     moved = canvas.widget_to_image(anchor)
     assert (moved.x(), moved.y()) == pytest.approx((fixed.x(), fixed.y()))
+    wheel = QWheelEvent(
+        anchor, canvas.mapToGlobal(anchor), QPoint(0, 0), QPoint(0, 120),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    QApplication.sendEvent(canvas, wheel)
+    assert canvas.scale() == pytest.approx(2.0 * 1.25)
+
+    # Pan with the middle button, then with space + left drag: the photo follows the mouse.
+    for button, key in ((Qt.MouseButton.MiddleButton, None), (Qt.MouseButton.LeftButton, " ")):
+        before = canvas.widget_to_image(QPointF(100, 100))
+        if key:
+            QTest.keyPress(canvas, Qt.Key.Key_Space)
+        QTest.mousePress(canvas, button, pos=QPoint(300, 300))
+        QTest.mouseMove(canvas, QPoint(340, 320))
+        QTest.mouseRelease(canvas, button, pos=QPoint(340, 320))
+        if key:
+            QTest.keyRelease(canvas, Qt.Key.Key_Space)
+        after = canvas.widget_to_image(QPointF(140, 120))
+        assert (after.x(), after.y()) == pytest.approx((before.x(), before.y()))
+    assert not canvas.has_mask(), "panning painted nothing"
     canvas.fit()
 
     size = editor.size_slider.value()

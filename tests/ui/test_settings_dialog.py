@@ -44,3 +44,34 @@ def test_bad_value_is_shown_and_not_applied(qtbot: Any, app_env: AppDirs) -> Non
     with qtbot.assertNotEmitted(dialog.applied):
         assert not dialog.apply()
     assert "device = 'tpu'" in dialog.error.text()
+
+
+def test_applied_settings_take_effect_without_restart(
+    qtbot: Any, qloop: Any, cluster: Any, settings: AppSettings, app_env: AppDirs
+) -> None:
+    import dataclasses
+
+    from lama_desktop.ui.bridge import ClusterBridge
+    from lama_desktop.ui.main_window import MainWindow
+
+    window = MainWindow(cluster.scheduler, ClusterBridge(cluster.scheduler.events), settings,
+                        dirs=app_env)  # fmt: skip
+    qtbot.addWidget(window)
+    window.set_agent(cluster.agent)
+    try:
+        changed = dataclasses.replace(
+            settings, local_workers=False, job_timeout=42.0, brush_size=11, model="opencv-telea"
+        )
+        qloop.run(window.apply_settings(changed))
+        assert cluster.scheduler.state.job_timeout == 42.0
+        assert window.editor.size_slider.value() == 11
+        assert window.editor.effective_model() == "opencv-telea"
+        assert load_settings(app_env.settings_file).local_workers is False
+
+        def local_slots() -> int:
+            return sum(n.slots for n in cluster.scheduler.snapshot().nodes if n.local)
+
+        qloop.wait_until(lambda: local_slots() == 0, timeout=15)
+        assert window.workers_label.text() == "Local workers: off"
+    finally:
+        window.shutdown()
