@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import ctypes
 import importlib
 import inspect
@@ -16,6 +17,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -173,9 +175,9 @@ class Worker:
     """The main loop: READY, then jobs and heartbeats until the agent says stop or vanishes."""
 
     def __init__(
-        self, socket: zmq.Socket, worker_id: str, device: str, heartbeat: float, parent: int
+        self, sock: zmq.Socket, worker_id: str, device: str, heartbeat: float, parent: int
     ) -> None:
-        self.socket = socket
+        self.socket = sock
         self.worker_id = worker_id
         self.heartbeat = heartbeat
         self.runner = JobRunner(worker_id, device)
@@ -200,40 +202,54 @@ class Worker:
         """Serve jobs; returns the exit code."""
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="job")
         running: concurrent.futures.Future[tuple[Any, list[bytes]]] | None = None
+        # The job thread wakes the main loop the moment a job ends (a socket pair, since
+        # zmq.Poller takes sockets on every platform), so no answer waits for a poll timeout.
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
         self._send(self._ready())
         last_heard = last_sent = time.monotonic()
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        while True:
-            now = time.monotonic()
-            if now - last_heard > self.silence or os.getppid() != self.parent:
-                log.warning("worker %s: agent gone; exiting", self.worker_id)
-                return 3
-            if now - last_sent >= self.heartbeat:
-                self._send(Heartbeat())
-                last_sent = now
-            if running is not None and running.done():
-                reply, output = running.result()
-                self._send(reply, output)
-                last_sent = time.monotonic()
-                running = None
-            if not poller.poll(timeout=20 if running is not None else 200):
-                continue
-            frames = self.socket.recv_multipart(copy=False)
-            last_heard = time.monotonic()
-            try:
-                msg, payload = decode(frames)
-            except ProtocolError as exc:
-                log.warning("worker %s: dropped a bad message: %s", self.worker_id, exc)
-                continue
-            if isinstance(msg, Disconnect):
-                log.info("worker %s: asked to stop (%s)", self.worker_id, msg.reason)
-                return 0
-            if isinstance(msg, Job):
-                if running is not None:
-                    self._send(Failed(job=msg.job, reason="worker busy; job sent twice"))
+        poller.register(wake_read, zmq.POLLIN)
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_heard > self.silence or os.getppid() != self.parent:
+                    log.warning("worker %s: agent gone; exiting", self.worker_id)
+                    return 3
+                if now - last_sent >= self.heartbeat:
+                    self._send(Heartbeat())
+                    last_sent = now
+                if running is not None and running.done():
+                    reply, output = running.result()
+                    self._send(reply, output)
+                    last_sent = time.monotonic()
+                    running = None
+                ready = dict(poller.poll(timeout=int(self.heartbeat * 1000)))
+                if wake_read.fileno() in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        wake_read.recv(64)
+                if self.socket not in ready:
                     continue
-                running = pool.submit(self.runner.run, msg, payload[0], payload[1])
+                frames = self.socket.recv_multipart(copy=False)
+                last_heard = time.monotonic()
+                try:
+                    msg, payload = decode(frames)
+                except ProtocolError as exc:
+                    log.warning("worker %s: dropped a bad message: %s", self.worker_id, exc)
+                    continue
+                if isinstance(msg, Disconnect):
+                    log.info("worker %s: asked to stop (%s)", self.worker_id, msg.reason)
+                    return 0
+                if isinstance(msg, Job):
+                    if running is not None:
+                        self._send(Failed(job=msg.job, reason="worker busy; job sent twice"))
+                        continue
+                    running = pool.submit(self.runner.run, msg, payload[0], payload[1])
+                    running.add_done_callback(lambda _f: wake_write.send(b"!"))
+        finally:
+            wake_read.close()
+            wake_write.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,18 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         log.error("could not load LAMA_PLUGINS: %s", exc)
         return 2
     context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.ROUTING_ID, args.id.encode())
-    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    socket.setsockopt(zmq.LINGER, 1000)
-    socket.setsockopt(zmq.SNDTIMEO, 5000)
-    socket.connect(args.connect)
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.ROUTING_ID, args.id.encode())
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.SNDTIMEO, 5000)
+    sock.connect(args.connect)
     try:
-        code = Worker(socket, args.id, args.device, args.heartbeat, parent).run()
+        code = Worker(sock, args.id, args.device, args.heartbeat, parent).run()
     except zmq.Again:
         log.error("worker %s: agent not answering; exiting", args.id)
         code = 3
-    socket.close(linger=1000)
+    sock.close(linger=1000)
     context.term()
     # The job thread may still be inside a model call; do not wait for it.
     os._exit(code)
