@@ -211,6 +211,11 @@ class BatchDialog(QDialog):
         name = self.name_edit.text().strip() or self.paths[0].name
         return self.plan, job_settings, name
 
+    def done(self, result: int) -> None:
+        """Close; a rescan still pending would only run after the dialog is gone."""
+        self._timer.stop()
+        super().done(result)
+
     # -- scanning ------------------------------------------------------------------------
 
     @async_slot
@@ -226,6 +231,7 @@ class BatchDialog(QDialog):
             self.output_edit.setText(str(guess.output))
         if not self.name_edit.text():
             self.name_edit.setText(guess.name)
+        self._timer.stop()  # the texts set above asked for a rescan: do it now, once
         self.rescan()
 
     def _schedule_rescan(self, *_: object) -> None:
@@ -237,6 +243,7 @@ class BatchDialog(QDialog):
     @async_slot
     async def rescan(self) -> None:
         """Plan again in an executor thread and show how many photos pair with masks."""
+        self._timer.stop()  # this scan supersedes a pending one
         self._generation += 1
         generation = self._generation
         masks, out = self.masks_edit.text().strip(), self.output_edit.text().strip()
