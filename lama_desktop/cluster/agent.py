@@ -215,6 +215,9 @@ class Agent:
 
     def _configure(self, sock: zmq.Socket) -> None:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # A peer reconnecting with its routing id takes it over at once (a desktop's new pipe
+        # may arrive before its old one is closed); Curve + ZAP still vouch for every message.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 500)
         sock.setsockopt(zmq.SNDHWM, 10_000)

@@ -8,7 +8,6 @@ event loop (the Qt loop under qasync, in the app) never blocks on disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
@@ -22,12 +21,12 @@ from typing import Any
 import numpy as np
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.events import BatchState, EventBus, JobState, Snapshot
 from lama_desktop.cluster.journal import Journal, StoredBatch, StoredJob, StoredNode
 from lama_desktop.cluster.keys import KeyPair, PairingLink
+from lama_desktop.cluster.links import NodeLinks, Peer
 from lama_desktop.cluster.records import JobRecord, JobSpec
 from lama_desktop.cluster.state import (
     Action,
@@ -47,7 +46,6 @@ from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlannedJob
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MS, RECONNECT_MAX_MS = 1000, 32000
 PAIR_TIMEOUT_S = 15.0
 JOURNAL_FLUSH_S = 0.1
 _STATUS = {
@@ -72,28 +70,6 @@ class InteractiveResult:
     rgb: np.ndarray
     node: str
     seconds: float
-
-
-@dataclass
-class _Peer:
-    """What the shell knows of one connection (the state machine owns scheduling)."""
-
-    node_id: str
-    address: str
-    server_key: str
-    name: str
-    local: bool
-    ready: bool = False
-    refused: bool = False
-    pairing: asyncio.Future[str] | None = None
-    pair_code: str = ""
-    hellos: int = 0
-    generation: int = 0  # bumped on every (re)connect
-
-    @property
-    def rid(self) -> bytes:
-        """The routing id of the current connection to this node."""
-        return f"{self.node_id}.{self.generation}".encode()
 
 
 @dataclass
@@ -139,9 +115,8 @@ class Scheduler:
         self.state = SchedulerState(dead_after=3 * heartbeat, job_timeout=job_timeout)
         self._journal_path = journal
         self.journal: Journal | None = None
-        self.peers: dict[str, _Peer] = {}
-        self._by_address: dict[str, str] = {}
-        self._by_rid: dict[bytes, str] = {}  # every routing id a node had -> node id
+        self.links = NodeLinks(keypair, self.desktop_id, max_message_bytes)
+        self.peers = self.links.peers  # node id -> Peer: connection state, by node
         self._batches: dict[str, _Batch] = {}
         self._interactive: dict[str, _Interactive] = {}
         self._pending_payload: dict[str, list[memoryview]] = {}
@@ -158,35 +133,14 @@ class Scheduler:
     async def start(self, *, resume: bool = True, connect_paired: bool = True) -> None:
         """Open the socket, resume unfinished batches and reconnect paired nodes."""
         loop = asyncio.get_running_loop()
-        self.context = zmq.asyncio.Context()
-        sock = self.context.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.ROUTING_ID, self.desktop_id.encode())
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        sock.setsockopt(zmq.SNDTIMEO, 0)
-        sock.setsockopt(zmq.SNDHWM, 10_000)
-        sock.setsockopt(zmq.RCVHWM, 10_000)
-        sock.setsockopt(zmq.LINGER, 200)
-        sock.setsockopt(zmq.HANDSHAKE_IVL, 5000)
-        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
-        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keypair.public)
-        sock.setsockopt(zmq.CURVE_SECRETKEY, self.keypair.secret)
-        self.sock = sock
-        self.monitor = sock.get_monitor_socket(
-            zmq.EVENT_DISCONNECTED
-            | zmq.EVENT_HANDSHAKE_SUCCEEDED
-            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-        )
+        self.links.open()
         if self._journal_path is not None:
             self.journal = await loop.run_in_executor(self._db, Journal, self._journal_path)
             if connect_paired:
                 for node in await loop.run_in_executor(self._db, self.journal.nodes):
                     await self.add_node(node.address, node.server_key, node.name)
                     if not node.enabled:
-                        self.set_node_enabled(self._by_address[node.address], False)
+                        self.set_node_enabled(self.links.node_at(node.address) or "", False)
             if resume:
                 await self._resume()
         self._tasks = [
@@ -204,7 +158,7 @@ class Scheduler:
         self._started = False
         for peer in self.peers.values():
             if peer.ready:
-                self._send(peer.node_id, p.Disconnect(reason="desktop closing"))
+                self.links.send(peer.node_id, p.Disconnect(reason="desktop closing"))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -217,10 +171,7 @@ class Scheduler:
         for edit in self._interactive.values():
             if not edit.done.done():
                 edit.done.set_exception(InpaintFailed("the scheduler stopped"))
-        self.sock.disable_monitor()
-        self.monitor.close(linger=0)
-        self.sock.close(linger=200)
-        self.context.term()
+        self.links.close()
         if self.journal is not None:
             journal = self.journal
             await asyncio.get_running_loop().run_in_executor(self._db, journal.close)
@@ -235,55 +186,40 @@ class Scheduler:
 
     async def add_node(self, address: str, server_key: str, name: str, local: bool = False) -> str:
         """Connect to an (already paired) agent; returns its node id. HELLO goes out at once."""
-        existing = self._by_address.get(address)
+        existing = self.links.node_at(address)
         if existing is not None:
             return existing
         node_id = "local" if local and "local" not in self.peers else f"n-{secrets.token_hex(4)}"
-        self._connect(_Peer(node_id, address, server_key, name, local))
+        self.links.connect(Peer(node_id, address, server_key, name, local))
         self._apply(self.state.add_node(node_id, name, address, self.clock(), local=local))
         self._hello(self.peers[node_id])
         return node_id
-
-    def _connect(self, peer: _Peer) -> None:
-        key = peer.server_key.encode() if isinstance(peer.server_key, str) else peer.server_key
-        self.sock.setsockopt(zmq.CURVE_SERVERKEY, key)
-        # Each connection gets a fresh routing id: libzmq aborts on a CONNECT_ROUTING_ID still
-        # held by a pipe that is being torn down, and old answers stay attributable.
-        peer.generation += 1
-        self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.rid)
-        self.sock.connect(peer.address)
-        self.peers[peer.node_id] = peer
-        self._by_address[peer.address] = peer.node_id
-        self._by_rid[peer.rid] = peer.node_id
-
-    def _reconnect(self, peer: _Peer) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self.sock.disconnect(peer.address)
-        self._connect(peer)
 
     async def pair(self, link: PairingLink | str) -> str:
         """Pair with an agent from its link (one-time code), remember it; returns the node id."""
         if isinstance(link, str):
             link = PairingLink.parse(link)
-        known = self._by_address.get(link.address)
+        known = self.links.node_at(link.address)
         if known is not None and self.peers[known].ready:
             return known
         node_id = known or f"n-{secrets.token_hex(4)}"
         if known is None:
-            self._connect(_Peer(node_id, link.address, link.server_key, link.host, False))
+            self.links.connect(Peer(node_id, link.address, link.server_key, link.host, False))
         peer = self.peers[node_id]
         peer.pairing = asyncio.get_running_loop().create_future()
-        peer.pair_code = link.code
-        self._send(node_id, p.Pair(code=link.code, desktop_name=self.name))
+        self.links.send(node_id, p.Pair(code=link.code, desktop_name=self.name))
         try:
             name = await asyncio.wait_for(asyncio.shield(peer.pairing), PAIR_TIMEOUT_S)
         except TimeoutError:
-            self._forget_peer(node_id)
+            self.links.forget(node_id)
             raise PairingFailed(
                 f"no answer from the agent at {link.address} within {PAIR_TIMEOUT_S:.0f} s"
             ) from None
         except PairingFailed:
-            self._forget_peer(node_id)
+            if not peer.refused:
+                self.links.forget(node_id)
+            # else: refused over a working connection; keep it, so a retry with a new code
+            # reuses it rather than racing a second connection with the same routing id.
             raise
         finally:
             peer.pairing = None
@@ -300,18 +236,11 @@ class Scheduler:
 
     def remove_node(self, node_id: str) -> None:
         """Disconnect a node and forget it (its jobs go back to the queue)."""
+        # Forget the connection first: the NodeLost this produces must not reconnect it.
+        self.links.forget(node_id)
         self._apply(self.state.remove_node(node_id, self.clock()))
-        self._forget_peer(node_id)
         if self.journal is not None:
             self._db.submit(self.journal.remove_node, node_id)
-
-    def _forget_peer(self, node_id: str) -> None:
-        peer = self.peers.pop(node_id, None)
-        if peer is None:
-            return
-        self._by_address.pop(peer.address, None)
-        with contextlib.suppress(zmq.ZMQError):
-            self.sock.disconnect(peer.address)
 
     def set_node_enabled(self, node_id: str, enabled: bool) -> None:
         """A disabled node gets no new jobs; the running ones finish."""
@@ -492,7 +421,7 @@ class Scheduler:
             elif isinstance(action, CancelOnNode):
                 job = self.state.jobs.get(action.job_id)
                 lease = job.lease if job is not None else 0
-                self._send(action.node_id, p.Cancel(job=self._wire_id(action.job_id, lease)))
+                self.links.send(action.node_id, p.Cancel(job=self._wire_id(action.job_id, lease)))
             elif isinstance(action, JournalJob):
                 self._dirty_jobs.add(action.job_id)
             elif isinstance(action, JournalBatch):
@@ -505,7 +434,7 @@ class Scheduler:
                     peer.ready = False
                     # A fresh pipe: jobs still queued for the lost node are dropped with the
                     # old one, never delivered late after they went to another node.
-                    self._reconnect(peer)
+                    self.links.reconnect(peer)
                     deliberate = action.reason.startswith(("agent left", "removed"))
                     level = logging.INFO if deliberate else logging.WARNING
                     log.log(level, "node %s lost: %s", peer.name, action.reason)
@@ -525,7 +454,7 @@ class Scheduler:
                 shape=[h, w],
                 attempt=action.attempt,
             )
-            self._send(action.node_id, msg, edit.rgb, edit.mask)
+            self.links.send(action.node_id, msg, edit.rgb, edit.mask)
             return
         self._spawn(self._send_file_job(action, job, wire))
 
@@ -554,7 +483,7 @@ class Scheduler:
             mask_name=planned.mask.name,
             attempt=action.attempt,
         )
-        if not self._send(action.node_id, msg, image, mask):
+        if not self.links.send(action.node_id, msg, image, mask):
             self._apply(self.state.node_down(action.node_id, "unreachable", self.clock()))
 
     def _write_output(self, job_id: str) -> None:
@@ -608,20 +537,6 @@ class Scheduler:
 
     # ----- sockets ----------------------------------------------------------------------------
 
-    def _send(self, node_id: str, msg: Any, *payload: Any) -> bool:
-        peer = self.peers.get(node_id)
-        if peer is None:
-            return False
-        frames = [peer.rid, *p.encode(msg, *payload)]
-        # DONTWAIT + ROUTER_MANDATORY: a full or unknown peer fails at once (EAGAIN,
-        # EHOSTUNREACH) and nothing ever blocks. The returned future is already done.
-        sent = self.sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
-        exc = sent.exception() if isinstance(sent, asyncio.Future) else None
-        if exc is not None:
-            log.debug("cannot send %s to %s: %s", type(msg).__name__, node_id, exc)
-            return False
-        return True
-
     def _wire_id(self, job_id: str, lease: int) -> str:
         # The id on the wire names this scheduler run and the lease: an agent still running a
         # job for a crashed predecessor does not take the resumed job for a duplicate, and an
@@ -634,29 +549,28 @@ class Scheduler:
             return job_id, None
         return job_id, int(lease)
 
-    def _hello(self, peer: _Peer) -> None:
+    def _hello(self, peer: Peer) -> None:
         peer.hellos += 1
-        self._send(peer.node_id, p.Hello(desktop=self.desktop_id, name=self.name))
+        self.links.send(peer.node_id, p.Hello(desktop=self.desktop_id, name=self.name))
 
     async def _receive(self) -> None:
         while True:
-            frames = await self.sock.recv_multipart(copy=False)
+            peer, frames = await self.links.receive()
+            if peer is None:
+                continue  # a node removed meanwhile
             try:
-                self._on_message(frames)
+                self._on_message(peer, frames)
             except Exception:  # one bad message must never take the scheduler down
                 log.exception("dropped a message that broke its handler")
 
-    def _on_message(self, frames: list[zmq.Frame]) -> None:
-        node_id = self._by_rid.get(frames[0].bytes, "")
-        peer = self.peers.get(node_id)
-        if peer is None:
-            return
+    def _on_message(self, peer: Peer, frames: list[zmq.Frame]) -> None:
+        node_id = peer.node_id
         now = self.clock()
         try:
-            msg, payload = p.decode(frames[1:], max_frame_bytes=self.max_message_bytes)
+            msg, payload = p.decode(frames, max_frame_bytes=self.max_message_bytes)
         except p.VersionMismatch as exc:
             log.warning("node %s: %s", peer.name, exc)
-            self._send(node_id, p.refusal_for(exc))
+            self.links.send(node_id, p.refusal_for(exc))
             self._apply(self.state.node_refused(node_id, str(exc), version=True))
             peer.refused = True
             return
@@ -697,7 +611,7 @@ class Scheduler:
             peer.ready = False
             self._apply(self.state.node_down(node_id, f"agent left: {msg.reason}", now))
 
-    def _on_ready(self, peer: _Peer, msg: p.Ready, now: float) -> None:
+    def _on_ready(self, peer: Peer, msg: p.Ready, now: float) -> None:
         info = msg.info
         gpus = info.gpus
         device = gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
@@ -719,9 +633,10 @@ class Scheduler:
             )
         )
 
-    def _on_refuse(self, peer: _Peer, msg: p.Refuse) -> None:
+    def _on_refuse(self, peer: Peer, msg: p.Refuse) -> None:
         log.warning("node %s refused us: %s", peer.name, msg.reason)
         if peer.pairing is not None and not peer.pairing.done():
+            peer.refused = True
             peer.pairing.set_exception(PairingFailed(f"the agent refused pairing: {msg.reason}"))
             return
         peer.refused = True
@@ -731,18 +646,12 @@ class Scheduler:
     async def _watch_connections(self) -> None:
         """Socket monitor: a closed TCP connection or a refused handshake is known at once."""
         while True:
-            event = parse_monitor_message(await self.monitor.recv_multipart())
-            endpoint = event["endpoint"]
-            address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
-            peer = self.peers.get(self._by_address.get(address, ""))
+            peer, kind = await self.links.connection_event()
             if peer is None:
                 continue
-            node_id = peer.node_id
-            kind = event["event"]
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                if peer.pairing is not None:
-                    self._send(node_id, p.Pair(code=peer.pair_code, desktop_name=self.name))
-                self._hello(peer)
+                if peer.pairing is None:
+                    self._hello(peer)
             elif kind == zmq.EVENT_DISCONNECTED:
                 if peer.ready:
                     self._apply(self.state.node_down(peer.node_id, "connection lost", self.clock()))
@@ -766,9 +675,11 @@ class Scheduler:
             await asyncio.sleep(self.heartbeat)
             for peer in list(self.peers.values()):
                 if peer.pairing is not None:
-                    self._send(peer.node_id, p.Pair(code=peer.pair_code, desktop_name=self.name))
-                elif peer.ready:
-                    self._send(peer.node_id, p.Heartbeat())
+                    # PAIR went out once (it waits in the pipe for the handshake); resending
+                    # it would bring back late answers that a retry could take for its own.
+                    continue
+                if peer.ready:
+                    self.links.send(peer.node_id, p.Heartbeat())
                 elif not peer.refused or peer.hellos % 30 == 0:
                     self._hello(peer)  # a refused node is asked again about every 30 s
                 else:

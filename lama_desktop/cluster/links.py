@@ -1,0 +1,145 @@
+"""The scheduler's one ROUTER socket: a Curve-client connection to each agent, by node id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from lama_desktop.cluster import protocol as p
+from lama_desktop.cluster.keys import KeyPair
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MS, RECONNECT_MAX_MS = 1000, 32000
+MONITORED = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
+
+@dataclass
+class Peer:
+    """What the scheduler knows of one connection (the state machine owns scheduling)."""
+
+    node_id: str
+    address: str
+    server_key: str
+    name: str
+    local: bool
+    ready: bool = False
+    refused: bool = False
+    pairing: asyncio.Future[str] | None = None  # set while a PAIR awaits its answer
+    hellos: int = 0
+    generation: int = 0  # bumped on every (re)connect
+
+    @property
+    def rid(self) -> bytes:
+        """The routing id of the current connection to this node."""
+        return f"{self.node_id}.{self.generation}".encode()
+
+
+class NodeLinks:
+    """Connections to agents over one ROUTER: connect, send, receive, watch the handshakes."""
+
+    def __init__(self, keypair: KeyPair, desktop_id: str, max_message_bytes: int) -> None:
+        self.keypair = keypair
+        self.desktop_id = desktop_id
+        self.max_message_bytes = max_message_bytes
+        self.peers: dict[str, Peer] = {}
+        self._by_address: dict[str, str] = {}
+        self._by_rid: dict[bytes, str] = {}  # every routing id a node had -> node id
+
+    def open(self) -> None:
+        """Create the socket (needs the running loop's thread)."""
+        self.context = zmq.asyncio.Context()
+        sock = self.context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTING_ID, self.desktop_id.encode())
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock.setsockopt(zmq.SNDTIMEO, 0)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        sock.setsockopt(zmq.LINGER, 200)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, 5000)
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keypair.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, self.keypair.secret)
+        self.sock = sock
+        self.monitor = sock.get_monitor_socket(MONITORED)
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
+        self.sock.close(linger=200)
+        self.context.term()
+
+    def connect(self, peer: Peer) -> None:
+        """Connect to the peer's agent with its server key; sends may start at once."""
+        key = peer.server_key.encode() if isinstance(peer.server_key, str) else peer.server_key
+        self.sock.setsockopt(zmq.CURVE_SERVERKEY, key)
+        # Each connection gets a fresh routing id: libzmq aborts on a CONNECT_ROUTING_ID still
+        # held by a pipe that is being torn down, and old answers stay attributable.
+        peer.generation += 1
+        self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.rid)
+        self.sock.connect(peer.address)
+        self.peers[peer.node_id] = peer
+        self._by_address[peer.address] = peer.node_id
+        self._by_rid[peer.rid] = peer.node_id
+
+    def reconnect(self, peer: Peer) -> None:
+        """A fresh pipe: messages still queued for the old connection are dropped with it."""
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(peer.address)
+        self.connect(peer)
+
+    def forget(self, node_id: str) -> None:
+        """Disconnect and forget the node."""
+        peer = self.peers.pop(node_id, None)
+        if peer is None:
+            return
+        self._by_address.pop(peer.address, None)
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(peer.address)
+
+    def node_at(self, address: str) -> str | None:
+        """The node id connected to this address, if any."""
+        return self._by_address.get(address)
+
+    def send(self, node_id: str, msg: Any, *payload: Any) -> bool:
+        """Send without ever blocking; False when the node is unknown, unreachable or full."""
+        peer = self.peers.get(node_id)
+        if peer is None:
+            return False
+        frames = [peer.rid, *p.encode(msg, *payload)]
+        # DONTWAIT + ROUTER_MANDATORY: a full or unknown peer fails at once (EAGAIN,
+        # EHOSTUNREACH). The returned future is already done.
+        sent = self.sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False)
+        exc = sent.exception() if isinstance(sent, asyncio.Future) else None
+        if exc is not None:
+            log.debug("cannot send %s to %s: %s", type(msg).__name__, node_id, exc)
+            return False
+        return True
+
+    async def receive(self) -> tuple[Peer | None, list[zmq.Frame]]:
+        """The next message and the node it came from (None: not a node we know)."""
+        frames = await self.sock.recv_multipart(copy=False)
+        node_id = self._by_rid.get(frames[0].bytes, "")
+        return self.peers.get(node_id), frames[1:]
+
+    async def connection_event(self) -> tuple[Peer | None, int]:
+        """The next handshake or disconnect event, and the node whose connection it was."""
+        event = parse_monitor_message(await self.monitor.recv_multipart())
+        endpoint = event["endpoint"]
+        address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
+        return self.peers.get(self._by_address.get(address, "")), int(event["event"])
