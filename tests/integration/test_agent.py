@@ -476,3 +476,40 @@ async def worker_pid(agent: Agent) -> int:
     (slot,) = agent.supervisor.slots.values()
     assert slot.process is not None
     return slot.process.pid
+
+
+def test_a_burst_of_random_frames_never_stops_the_agent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    caplog.set_level(logging.WARNING, logger="lama_desktop.cluster")
+    me = KeyPair(*zmq.curve_keypair())
+    rng = random.Random(1234)
+    ops = ["hello", "job", "cancel", "pair", "result", "failed", "ready", "heartbeat", "nope"]
+
+    def junk() -> list[bytes]:
+        kind = rng.randrange(3)
+        if kind == 0:  # raw bytes, several frames
+            return [rng.randbytes(rng.randrange(0, 64)) for _ in range(rng.randrange(1, 4))]
+        fields: dict[str, Any] = {"v": 1, "op": rng.choice(ops)}
+        for name in ("job", "kind", "settings", "shape", "code", "metrics", "desktop"):
+            if rng.random() < 0.5:
+                fields[name] = rng.choice([None, 7, -1.5, "x", [1, "a"], {"k": []}, b"\xff"])
+        header = msgspec.msgpack.encode(fields)
+        return [header] + [rng.randbytes(8) for _ in range(rng.randrange(0, 3))]
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        for _ in range(300):
+            assert desktop.send_raw(*junk())
+        ready = await desktop.hello()  # still answering, in order, after all of it
+        assert ready.node == agent.name
+        assert agent.stats.dropped >= 250
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me)
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("dropped a bad message" in m for m in logged) >= 250
+    assert not any("broke its handler" in m for m in logged)  # every case handled on purpose
