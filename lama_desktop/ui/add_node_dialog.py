@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -23,15 +24,23 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import Shiboken
 
-from lama_desktop.cluster import discovery
-from lama_desktop.cluster.discovery import DiscoveredAgent
 from lama_desktop.cluster.keys import PairingLink
 from lama_desktop.ui.async_slot import async_slot
 
+if TYPE_CHECKING:
+    from lama_desktop.cluster.discovery import DiscoveredAgent
+
 log = logging.getLogger(__name__)
 
-Browse = Callable[[float], list[DiscoveredAgent]]
+Browse = Callable[[float], "list[DiscoveredAgent]"]
 BROWSE_SECONDS = 2.0
+
+
+def _browse_lan(timeout: float) -> list[DiscoveredAgent]:
+    """zeroconf browse, imported on first use: zeroconf costs ~0.2 s, not worth it at start-up."""
+    from lama_desktop.cluster.discovery import browse
+
+    return browse(timeout)
 
 
 class AddNodeDialog(QDialog):
@@ -41,11 +50,11 @@ class AddNodeDialog(QDialog):
     runs in an executor thread, never in the slot itself.
     """
 
-    def __init__(self, parent: QWidget | None = None, browse: Browse = discovery.browse) -> None:
+    def __init__(self, parent: QWidget | None = None, browse: Browse | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add node")
         self.setMinimumWidth(520)
-        self._browse = browse
+        self._browse = browse or _browse_lan
         self._link: PairingLink | None = None
         self._search: asyncio.Future[object] | None = None
 

@@ -114,3 +114,17 @@ def test_deleted_bridge_leaves_the_bus(qtbot) -> None:
     assert len(bus._listeners) == 1
     bridge.deleteLater()
     qtbot.waitUntil(lambda: bus._listeners == [], timeout=2000)
+
+
+def test_panels_import_nothing_heavy() -> None:
+    """The panels load at start-up: no torch, cv2 or zeroconf (~0.2 s) until really needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lama_desktop.ui.nodes_panel, lama_desktop.ui.queue_panel, "
+        "lama_desktop.ui.tray, lama_desktop.ui.batch_dialog, lama_desktop.ui.add_node_dialog\n"
+        "print(sorted(m for m in ('torch', 'cv2', 'zeroconf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
