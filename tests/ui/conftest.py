@@ -102,6 +102,9 @@ def qloop(qapp: Any, qtbot: Any) -> Iterator[LoopRunner]:
         asyncio.events._set_running_loop(None)
         loop.close()
         asyncio.set_event_loop(None)
+        # A fresh default policy, as in a new process: later tests that never set a loop
+        # get the usual behaviour rather than "no current event loop".
+        asyncio.set_event_loop_policy(None)
         # Let the closed loop's leftover Qt timers fire (qasync kills them then), and collect
         # its QObjects here: a collection on some executor thread later would destroy them
         # from the wrong thread.
