@@ -83,7 +83,6 @@ class AppSettings:
     local_worker_count: int = 0  # 0 = auto (one per GPU, else one CPU worker)
     job_timeout: float = 600.0  # seconds before a running job is given up and retried
     close_to_tray: bool = True
-    show_offline_nodes: bool = True
     jpeg_quality: int = 95
 
     def validate(self) -> None:

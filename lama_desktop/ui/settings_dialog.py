@@ -48,8 +48,6 @@ class SettingsDialog(QDialog):
         self.job_timeout.setValue(settings.job_timeout)
         self.close_to_tray = QCheckBox("Keep working in the tray when the window closes", self)
         self.close_to_tray.setChecked(settings.close_to_tray)
-        self.show_offline = QCheckBox("Show offline nodes", self)
-        self.show_offline.setChecked(settings.show_offline_nodes)
         self.error = QLabel(self)
         self.error.setStyleSheet("color: #b00020")
         self.error.setWordWrap(True)
@@ -71,7 +69,6 @@ class SettingsDialog(QDialog):
                 ("", self.local_workers),
                 ("Local workers", self.worker_count),
                 ("Job timeout", self.job_timeout),
-                ("", self.show_offline),
                 ("", self.close_to_tray),
             ],
         )
@@ -125,7 +122,6 @@ class SettingsDialog(QDialog):
             local_worker_count=self.worker_count.value(),
             job_timeout=self.job_timeout.value(),
             close_to_tray=self.close_to_tray.isChecked(),
-            show_offline_nodes=self.show_offline.isChecked(),
         )
         settings.validate()
         return settings
