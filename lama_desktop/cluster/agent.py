@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 MISSED_HEARTBEATS = 3
 TICK_S = 0.05  # how often worker exits and restarts are looked at
 JOBS_PER_SLOT = 2  # one running + one prefetched
+MAX_WRONG_CODES = 10  # wrong pairing codes before every live code is withdrawn
 
 
 @dataclass
@@ -147,6 +148,7 @@ class Agent:
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
         self._hurry = False
+        self._wrong_codes = 0
         self._file_handler: logging.Handler | None = None
         self._announcer: Announcer | None = None
         self._ipc_dir: Path | None = None
@@ -422,12 +424,20 @@ class Agent:
             return
         if not self.codes.consume(msg.code):
             self.stats.refused += 1
+            self._wrong_codes += 1
             log.warning("refused pairing from %s: wrong, expired or used code", session.key)
+            if self._wrong_codes >= MAX_WRONG_CODES:
+                # Someone is guessing: withdraw every live code, so the door closes at once.
+                for code in self.codes.live():
+                    self.codes.consume(code)
+                self._wrong_codes = 0
+                log.warning("%d wrong pairing codes: all codes withdrawn", MAX_WRONG_CODES)
             self._send_front(
                 session.routing_id,
                 Refuse(reason="pairing code is wrong, expired or already used; get a new link"),
             )
             return
+        self._wrong_codes = 0
         self.keys.add(session.key, msg.desktop_name)
         self.stats.paired += 1
         log.info("paired desktop %s (%s)", msg.desktop_name, session.key)

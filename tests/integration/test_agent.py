@@ -303,6 +303,14 @@ def test_pairing_code_works_once_and_expired_or_reused_codes_are_refused(tmp_pat
             assert isinstance(reply, Refuse) and "code" in reply.reason, (code, reply)
             other.close()
         assert [k.name for k in agent.keys.list()] == ["Studio PC"]
+        # Guessing is cut short: after 10 wrong codes every live code is withdrawn.
+        assert len(agent.codes.live()) == 1
+        guesser = Desktop(ctx, agent)
+        for attempt in range(10):
+            reply, _ = await guesser.ask(Pair(code=f"AAAAAA{attempt + 2}A", desktop_name="x"))
+            assert isinstance(reply, Refuse)
+        assert agent.codes.live() == []
+        guesser.close()
         newcomer.close()
 
     run_with_agent(tmp_path, scenario)
