@@ -1,6 +1,6 @@
 """GUI benchmarks (JSON): cold start to window shown, GUI RSS, and stroke-to-result latency.
 
-    python benchmarks/bench_gui.py [--starts 5] [--rounds 20]
+    python benchmarks/bench_gui.py [--starts 5] [--rounds 20] [--quick]
 
 Start: the real app in a subprocess (offscreen unless a display is set), which writes a startup
 report and quits once the window is shown and its local worker is ready. "Cold" here is a new
@@ -164,7 +164,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="3 starts and 8 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.starts, args.rounds = 3, 8
     load_before = os.getloadavg()
     start = bench_start(args.starts)
     latency = bench_latency(args.rounds)
