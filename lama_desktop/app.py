@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -131,6 +132,7 @@ async def run(
     quit_requested = asyncio.Event()
     window.quitConfirmed.connect(quit_requested.set)
     app.aboutToQuit.connect(quit_requested.set)
+    _quit_on_signals(asyncio.get_running_loop(), quit_requested)
     window.show()
     await asyncio.sleep(0)  # one loop turn: Qt paints the window before the cluster starts
     shown_s = time.time() - started
@@ -158,6 +160,17 @@ async def run(
     bridge.deleteLater()
     await asyncio.sleep(0)
     return 0
+
+
+def _quit_on_signals(loop: asyncio.AbstractEventLoop, quit_requested: asyncio.Event) -> None:
+    """SIGTERM and Ctrl-C quit the same clean way as File > Quit (without the questions)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: quitting", signum)
+        loop.call_soon_threadsafe(quit_requested.set)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
 
 
 def _process_start() -> float:
@@ -231,7 +244,17 @@ def main(photo: str | None = None) -> int:
     asyncio.set_event_loop(loop)
     _install_exception_hooks(loop)
     try:
-        return loop.run_until_complete(run(app, settings, dirs, photo, preload))
+        task = loop.create_task(run(app, settings, dirs, photo, preload))
+        for _attempt in range(3):
+            try:
+                return loop.run_until_complete(task)
+            except RuntimeError:
+                if task.done():
+                    raise
+                # Qt's loop was ended from outside (the session is ending): run it again so
+                # the quit path can stop the cluster and keep the journal consistent.
+                log.info("Qt's event loop ended from outside; finishing the shutdown")
+        return 1
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()

@@ -43,3 +43,33 @@ def test_app_starts_without_torch_and_quits_cleanly(app_env: AppDirs, tmp_path: 
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     log_text = (app_env.log / "lama-desktop.log").read_text()
     assert "window shown" in log_text
+
+
+def test_sigterm_quits_cleanly(app_env: AppDirs, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", LAMA_MODEL="opencv-ns",
+               LAMA_LOCAL_WORKERS="1", LAMA_DEVICE="cpu")  # fmt: skip
+    code = "from lama_desktop.app import main; raise SystemExit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    log = app_env.log / "lama-desktop.log"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if log.exists() and "ready:" in log.read_text():
+                break
+            time.sleep(0.1)
+        assert "ready:" in log.read_text(), "the local worker never came up"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "Event loop stopped" not in err, err[-3000:]
+    assert "agent" in log.read_text() and "stopped" in log.read_text()
