@@ -8,13 +8,11 @@ event loop (the Qt loop under qasync, in the app) never blocks on disk.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,16 @@ import zmq.asyncio
 
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.events import BatchState, EventBus, JobState, Snapshot
+from lama_desktop.cluster.jobfiles import (
+    BatchEntry,
+    EditEntry,
+    InteractiveResult,
+    batch_outcome,
+    estimate_memory,
+    read_inputs,
+    settings_dict,
+    write_output,
+)
 from lama_desktop.cluster.journal import Journal, StoredBatch, StoredJob, StoredNode
 from lama_desktop.cluster.keys import KeyPair, PairingLink
 from lama_desktop.cluster.links import NodeLinks, Peer
@@ -40,7 +48,6 @@ from lama_desktop.cluster.state import (
     SchedulerState,
     WriteOutput,
 )
-from lama_desktop.engine.imageio import write_atomic
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlannedJob
 
@@ -48,13 +55,6 @@ log = logging.getLogger(__name__)
 
 PAIR_TIMEOUT_S = 15.0
 JOURNAL_FLUSH_S = 0.1
-_STATUS = {
-    JobState.DONE: "done",
-    JobState.FAILED: "failed",
-    JobState.POISON: "failed",
-    JobState.CANCELLED: "cancelled",
-    JobState.SKIPPED: "skipped",
-}
 
 
 class InpaintFailed(Exception):
@@ -63,31 +63,6 @@ class InpaintFailed(Exception):
 
 class PairingFailed(Exception):
     """The agent refused the pairing (wrong, expired or used code) or did not answer."""
-
-
-@dataclass(frozen=True)
-class InteractiveResult:
-    rgb: np.ndarray
-    node: str
-    seconds: float
-
-
-@dataclass
-class _Batch:
-    settings: dict[str, Any]
-    overwrite: bool
-    jobs: dict[str, PlannedJob]
-    durable: bool
-    created: float
-    done: asyncio.Future[list[JobOutcome]] = field(default_factory=asyncio.Future)
-
-
-@dataclass
-class _Interactive:
-    rgb: np.ndarray
-    mask: np.ndarray
-    settings: dict[str, Any]
-    done: asyncio.Future[InteractiveResult] = field(default_factory=asyncio.Future)
 
 
 class Scheduler:
@@ -117,8 +92,8 @@ class Scheduler:
         self.journal: Journal | None = None
         self.links = NodeLinks(keypair, self.desktop_id, max_message_bytes)
         self.peers = self.links.peers  # node id -> Peer: connection state, by node
-        self._batches: dict[str, _Batch] = {}
-        self._interactive: dict[str, _Interactive] = {}
+        self._batches: dict[str, BatchEntry] = {}
+        self._interactive: dict[str, EditEntry] = {}
         self._pending_payload: dict[str, list[memoryview]] = {}
         self._dirty_jobs: set[str] = set()
         self._dirty_batches: set[str] = set()
@@ -257,7 +232,7 @@ class Scheduler:
         batch_id = f"b-{secrets.token_hex(6)}"
         output_dir = str(plan.jobs[0].output.parent) if plan.jobs else ""
         planned = {f"{batch_id}-{i}": job for i, job in enumerate(plan.jobs)}
-        batch = _Batch(settings.to_dict(), plan.overwrite, planned, durable, time.time())
+        batch = BatchEntry(settings.to_dict(), plan.overwrite, planned, durable, time.time())
         self._batches[batch_id] = batch
         memory = estimate_memory(settings)
         specs = [
@@ -292,7 +267,7 @@ class Scheduler:
             planned = {
                 j.job_id: PlannedJob(Path(j.image), Path(j.mask), Path(j.output)) for j in jobs
             }
-            batch = _Batch(stored.settings, stored.overwrite, planned, True, stored.created)
+            batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
             settings = JobSettings.from_dict(stored.settings)
             memory = estimate_memory(settings)
@@ -336,8 +311,8 @@ class Scheduler:
         if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
             raise ValueError("mask must be a uint8 array of the image's height and width")
         job_id = f"i-{secrets.token_hex(6)}"
-        edit = _Interactive(
-            np.ascontiguousarray(rgb), np.ascontiguousarray(mask), _settings_dict(settings)
+        edit = EditEntry(
+            np.ascontiguousarray(rgb), np.ascontiguousarray(mask), settings_dict(settings)
         )
         self._interactive[job_id] = edit
         h, w = mask.shape
@@ -401,12 +376,8 @@ class Scheduler:
         job = self.state.jobs[job_id]
         assert job.batch_id is not None
         planned = self._batches[job.batch_id].jobs[job_id]
-        status = _STATUS.get(job.state, str(job.state))
-        if job.state == JobState.FAILED and job.reason.endswith("already exists (not overwritten)"):
-            status = "exists"
-        output = planned.output if job.state == JobState.DONE else None
         node = self.peers[job.node].name if job.node in self.peers else job.node
-        return JobOutcome(planned.image, output, status, job.reason, job.seconds or 0.0, node)
+        return batch_outcome(job, planned, node)
 
     # ----- carrying out the state machine's actions -------------------------------------------
 
@@ -464,7 +435,7 @@ class Scheduler:
         planned = batch.jobs[job.job_id]
         loop = asyncio.get_running_loop()
         try:
-            image, mask = await loop.run_in_executor(self._io, _read_inputs, planned)
+            image, mask = await loop.run_in_executor(self._io, read_inputs, planned)
         except OSError as exc:
             reason = f"{exc.filename or planned.image}: cannot be read ({exc.strerror or exc})"
             self._apply(
@@ -512,7 +483,9 @@ class Scheduler:
         async def write() -> None:
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._io, _write, output, payload[0], batch.overwrite)
+                await loop.run_in_executor(
+                    self._io, write_output, output, payload[0], batch.overwrite
+                )
             except (OSError, ValueError) as exc:
                 self._apply(self.state.output_failed(job_id, str(exc), self.clock()))
             else:
@@ -738,39 +711,3 @@ class Scheduler:
                 await loop.run_in_executor(self._db, journal.update_batch, *update)
         except Exception:
             log.exception("could not write the journal")
-
-
-def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) -> int:
-    """Peak bytes a worker needs for one job: what the model sees under the HD strategy."""
-    try:
-        from lama_desktop.engine.base import get_model_class
-
-        model = get_model_class(settings.model) if settings.model != "auto" else None
-    except Exception:  # an unknown model is the node's to report; route on size alone
-        model = None
-    hd = settings.hd
-    if size is None:
-        # Batch jobs: a crop or resize keeps the model's input near these limits.
-        side = hd.resize_limit if hd.strategy == "resize" else hd.crop_trigger_size
-        if hd.strategy == "original":
-            return 0  # unknown until decoded; the node's own check decides
-        h = w = side
-    else:
-        h, w = size
-    if model is None:
-        return 24 * h * w
-    return int(model.memory_estimate(h, w))
-
-
-@functools.lru_cache(maxsize=64)
-def _settings_dict(settings: JobSettings) -> dict[str, Any]:
-    """The wire form of a settings value; cached, as every edit of a session shares a few."""
-    return settings.to_dict()
-
-
-def _read_inputs(job: PlannedJob) -> tuple[bytes, bytes]:
-    return job.image.read_bytes(), job.mask.read_bytes()
-
-
-def _write(path: Path, data: memoryview, overwrite: bool) -> None:
-    write_atomic(path, bytes(data), overwrite=overwrite)

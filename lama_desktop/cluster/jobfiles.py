@@ -1,0 +1,103 @@
+"""What the scheduler keeps of each batch and edit, and the file side of a job."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lama_desktop.cluster.events import JobState
+from lama_desktop.cluster.records import JobRecord
+from lama_desktop.engine.imageio import write_atomic
+from lama_desktop.engine.pipeline import JobSettings
+from lama_desktop.engine.plan import JobOutcome, PlannedJob
+
+_STATUS = {
+    JobState.DONE: "done",
+    JobState.FAILED: "failed",
+    JobState.POISON: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.SKIPPED: "skipped",
+}
+
+
+@dataclass(frozen=True)
+class InteractiveResult:
+    """A cleaned edit: the RGB pixels, the node that did it and its seconds of work."""
+
+    rgb: np.ndarray
+    node: str
+    seconds: float
+
+
+@dataclass
+class BatchEntry:
+    """What the scheduler keeps of a batch: its wire settings, planned files and waiters."""
+
+    settings: dict[str, Any]
+    overwrite: bool
+    jobs: dict[str, PlannedJob]
+    durable: bool
+    created: float
+    done: asyncio.Future[list[JobOutcome]] = field(default_factory=asyncio.Future)
+
+
+@dataclass
+class EditEntry:
+    """An interactive edit in flight: its arrays and the future its caller awaits."""
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    settings: dict[str, Any]
+    done: asyncio.Future[InteractiveResult] = field(default_factory=asyncio.Future)
+
+
+def batch_outcome(job: JobRecord, planned: PlannedJob, node: str | None) -> JobOutcome:
+    """A batch job as the batch CLI and the queue report it."""
+    status = _STATUS.get(job.state, str(job.state))
+    if job.state == JobState.FAILED and job.reason.endswith("already exists (not overwritten)"):
+        status = "exists"
+    output = planned.output if job.state == JobState.DONE else None
+    return JobOutcome(planned.image, output, status, job.reason, job.seconds or 0.0, node)
+
+
+def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) -> int:
+    """Peak bytes a worker needs for one job: what the model sees under the HD strategy."""
+    try:
+        from lama_desktop.engine.base import get_model_class
+
+        model = get_model_class(settings.model) if settings.model != "auto" else None
+    except Exception:  # an unknown model is the node's to report; route on size alone
+        model = None
+    hd = settings.hd
+    if size is None:
+        # Batch jobs: a crop or resize keeps the model's input near these limits.
+        side = hd.resize_limit if hd.strategy == "resize" else hd.crop_trigger_size
+        if hd.strategy == "original":
+            return 0  # unknown until decoded; the node's own check decides
+        h = w = side
+    else:
+        h, w = size
+    if model is None:
+        return 24 * h * w
+    return int(model.memory_estimate(h, w))
+
+
+@functools.lru_cache(maxsize=64)
+def settings_dict(settings: JobSettings) -> dict[str, Any]:
+    """The wire form of a settings value; cached, as every edit of a session shares a few."""
+    return settings.to_dict()
+
+
+def read_inputs(job: PlannedJob) -> tuple[bytes, bytes]:
+    """The photo's and the mask's file bytes (runs in an executor thread)."""
+    return job.image.read_bytes(), job.mask.read_bytes()
+
+
+def write_output(path: Path, data: memoryview, overwrite: bool) -> None:
+    """Write a result atomically (runs in an executor thread)."""
+    write_atomic(path, bytes(data), overwrite=overwrite)
