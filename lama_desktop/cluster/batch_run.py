@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1
+PROGRESS_EVERY_S = 10.0  # a per-node throughput line this often while the batch runs
 _FINAL = {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
 
 
@@ -143,10 +144,16 @@ async def _run(
         unsubscribe = scheduler.events.subscribe(on_event)
         batch_id = scheduler.submit_batch(plan, settings, "batch", durable=False)
         waiter = asyncio.ensure_future(scheduler.wait_batch(batch_id))
+        next_report = time.monotonic() + PROGRESS_EVERY_S
         while not waiter.done():
             if should_stop():
                 scheduler.cancel_batch(batch_id)
             await asyncio.wait([waiter], timeout=POLL_S)
+            if time.monotonic() >= next_report and tallies:
+                next_report += PROGRESS_EVERY_S
+                progress("throughput: " + ", ".join(
+                    f"{t.name} {t.rate():.2f} photo/s ({t.done})" for t in tallies.values()
+                ))  # fmt: skip
         outcomes = waiter.result()
         unsubscribe()
         for tally in sorted(tallies.values(), key=lambda t: -t.done):
