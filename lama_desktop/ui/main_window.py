@@ -133,7 +133,7 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(undo)
         edit_menu.addAction(redo)
         edit_menu.addSeparator()
-        self._action(edit_menu, "Clear mask", self.editor.canvas.clear_mask, "Escape")
+        self._action(edit_menu, "Cancel edit / clear mask", self.editor.cancel_or_clear, "Escape")
         view_menu = bar.addMenu("&View")
         view_menu.addAction(self.nodes_dock.toggleViewAction())
         view_menu.addAction(self.queue_dock.toggleViewAction())

@@ -23,10 +23,11 @@ from lama_desktop.config import AppDirs, AppSettings
 from lama_desktop.ui.editor import EditorWidget
 from tests.ui.conftest import LoopRunner, Recorder, write_photo
 
-# The offscreen platform reports that it cannot propagate size hints whenever a window shows.
+# The offscreen platform cannot propagate size hints; pyzmq closes a socket's descriptor before
+# qasync drops its notifier (stopping a cluster inside a test).
 pytestmark = [
     pytest.mark.gui,
-    pytest.mark.qt_log_ignore("does not support propagateSizeHints"),
+    pytest.mark.qt_log_ignore("does not support propagateSizeHints", "QSocketNotifier: Invalid"),
     pytest.mark.usefixtures("no_leaked_widgets"),
 ]
 
@@ -226,3 +227,33 @@ async def message_box(timeout: float = 5.0) -> QMessageBox:
         return visible()[0]
 
     return await asyncio.wait_for(poll(), timeout)
+
+
+def test_edit_without_a_worker_waits_and_escape_cancels(
+    qtbot: Any, qloop: LoopRunner, app_env: AppDirs, settings: AppSettings, tmp_path: Path
+) -> None:
+    from lama_desktop.app import EmbeddedCluster
+
+    settings.local_workers = False  # nothing can run the edit: it waits in the queue
+    idle = EmbeddedCluster(settings, app_env)
+    qloop.run(idle.start())
+    try:
+        editor = EditorWidget(idle.scheduler, settings, app_env.models)
+        qtbot.addWidget(editor)
+        editor.resize(800, 600)
+        editor.show()
+        messages = Recorder(editor.statusMessage)
+        original = write_photo(tmp_path / "p.png")
+        qloop.run(editor.open_file(tmp_path / "p.png"))
+        stroke(editor, (100, 100), (150, 120))
+        qloop.wait_until(lambda: any("Waiting for a free worker" in m[0] for m in messages.calls))
+        assert editor.is_running()
+        editor.cancel_or_clear()  # what Esc does (Edit > Cancel edit / clear mask)
+        qloop.wait_until(lambda: not editor.is_running(), timeout=5)
+        assert messages.calls[-1] == ("Edit cancelled; the mask is kept.",)
+        assert editor.canvas.has_mask() and editor.undo_stack.count() == 0
+        assert np.array_equal(editor.canvas.pixels(), original)
+        editor.cancel_or_clear()  # nothing in flight: Esc clears the mask
+        assert not editor.canvas.has_mask()
+    finally:
+        qloop.run(idle.stop())

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MODEL_TITLES = {"lama": "LaMa", "opencv-ns": "OpenCV Navier-Stokes", "opencv-telea": "OpenCV Telea"}
 BRUSH_RANGE = (2, 400)
+WAITING_NOTICE_S = 1.0
 
 
 class Inpainter(Protocol):
@@ -67,6 +68,7 @@ class EditorWidget(QWidget):
         self._generation = 0  # bumps when another photo opens, so a late result is dropped
         self._running = False
         self.last_result: Any = None  # the scheduler's answer to the latest round
+        self._round: asyncio.Future[Any] | None = None
         self.undo_stack = QUndoStack(self)
         self.canvas = Canvas(self)
         self.banner = ModelBanner(models_dir, self)
@@ -132,7 +134,7 @@ class EditorWidget(QWidget):
         self.auto_run.toggled.connect(self._on_run_mode)
         self.run_button = QPushButton("Run", self)
         self.run_button.setToolTip("Erase the painted area (Ctrl+Return)")
-        self.run_button.clicked.connect(lambda: self.run_round())
+        self.run_button.clicked.connect(lambda: self.start_round())
         for widget in (
             self.brush_button,
             self.eraser_button,
@@ -149,7 +151,7 @@ class EditorWidget(QWidget):
             row.addWidget(widget)
         self._add_shortcut("[", lambda: self.step_brush(-1))
         self._add_shortcut("]", lambda: self.step_brush(+1))
-        self._add_shortcut("Ctrl+Return", lambda: self.run_round())
+        self._add_shortcut("Ctrl+Return", self.start_round)
 
     def reload_settings(self) -> None:
         """Show settings changed elsewhere (the settings dialog) in the tool row."""
@@ -235,7 +237,18 @@ class EditorWidget(QWidget):
 
     def _on_stroke_finished(self) -> None:
         if self._settings.run_mode == "release":
-            self.run_round()
+            self._round = self.run_round()
+
+    def start_round(self) -> None:
+        """Run the painted mask now (the Run button and Ctrl+Return)."""
+        self._round = self.run_round()
+
+    def cancel_or_clear(self) -> None:
+        """Esc: cancel the edit in flight (its job is withdrawn), else clear the mask."""
+        if self._round is not None and not self._round.done():
+            self._round.cancel()
+        else:
+            self.canvas.clear_mask()
 
     def is_running(self) -> bool:
         return self._running
@@ -253,9 +266,19 @@ class EditorWidget(QWidget):
         started = time.perf_counter()
         generation = self._generation
         self._set_running(True)
+        # Said only when the answer is slow to come, e.g. while the workers still warm up.
+        waiting = asyncio.get_running_loop().call_later(
+            WAITING_NOTICE_S,
+            self.statusMessage.emit,
+            "Waiting for a free worker… (Esc cancels)",
+        )
         try:
             result = await self._scheduler.inpaint(before, mask, self.job_settings())
+        except asyncio.CancelledError:
+            self.statusMessage.emit("Edit cancelled; the mask is kept.")
+            raise
         finally:
+            waiting.cancel()
             self._set_running(False)
         if generation != self._generation:
             return  # another photo was opened while this one ran
