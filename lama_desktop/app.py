@@ -234,7 +234,8 @@ def main(photo: str | None = None) -> int:
     except ConfigError as exc:
         print(f"lama-desktop: {exc}", file=sys.stderr)
         return 2
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("Lama Desktop")
     app.setDesktopFileName("lama-desktop")
     app.setWindowIcon(QIcon(str(Path(__file__).parent / "resources" / "lama-desktop.svg")))

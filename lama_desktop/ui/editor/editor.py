@@ -135,6 +135,7 @@ class EditorWidget(QWidget):
         self.run_button = QPushButton("Run", self)
         self.run_button.setToolTip("Erase the painted area (Ctrl+Return)")
         self.run_button.clicked.connect(lambda: self.start_round())
+        widget: QWidget
         for widget in (
             self.brush_button,
             self.eraser_button,
