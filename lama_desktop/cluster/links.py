@@ -42,6 +42,7 @@ class Peer:
     pairing: asyncio.Future[str] | None = None  # set while a PAIR awaits its answer
     hellos: int = 0
     generation: int = 0  # bumped on every (re)connect
+    connected: bool = False  # the Curve handshake of the current connection succeeded
 
     @property
     def rid(self) -> bytes:
@@ -92,6 +93,7 @@ class NodeLinks:
         # Each connection gets a fresh routing id: libzmq aborts on a CONNECT_ROUTING_ID still
         # held by a pipe that is being torn down, and old answers stay attributable.
         peer.generation += 1
+        peer.connected = False
         self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.rid)
         self.sock.connect(peer.address)
         self.peers[peer.node_id] = peer

@@ -623,9 +623,11 @@ class Scheduler:
             if peer is None:
                 continue
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                peer.connected = True
                 if peer.pairing is None:
                     self._hello(peer)
             elif kind == zmq.EVENT_DISCONNECTED:
+                peer.connected = False
                 if peer.ready:
                     self._apply(self.state.node_down(peer.node_id, "connection lost", self.clock()))
             else:
@@ -653,6 +655,8 @@ class Scheduler:
                     continue
                 if peer.ready:
                     self.links.send(peer.node_id, p.Heartbeat())
+                elif not peer.connected:
+                    continue  # HELLO goes out when the handshake succeeds; none piles up
                 elif not peer.refused or peer.hellos % 30 == 0:
                     self._hello(peer)  # a refused node is asked again about every 30 s
                 else:
