@@ -15,6 +15,7 @@ from shiboken6 import Shiboken
 from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
 from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
+from lama_desktop.ui.bridge import run_command
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
 
@@ -140,9 +141,20 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         self._action(view_menu, "&Fit", self.editor.canvas.fit, "Ctrl+0")
         self._action(view_menu, "&100 %", self.editor.canvas.actual_size, "Ctrl+1")
+        cluster_menu = bar.addMenu("&Cluster")
+        self._action(cluster_menu, "&Add node…", self.nodes_panel.open_add_dialog)
+        self.pause_action = self._action(cluster_menu, "&Pause queue", self.toggle_queue)
+        cluster_menu.aboutToShow.connect(self._update_pause_action)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Logs", self.show_logs)
         self._action(help_menu, "&About", self.show_about)
+
+    def _update_pause_action(self) -> None:
+        self.pause_action.setText("&Resume queue" if self.bridge.is_paused() else "&Pause queue")
+
+    def toggle_queue(self) -> None:
+        """Pause the whole queue (running jobs finish), or resume it."""
+        run_command(self.scheduler.resume() if self.bridge.is_paused() else self.scheduler.pause())
 
     # -- status -------------------------------------------------------------------------
 

@@ -91,3 +91,24 @@ async def qloop_idle() -> None:
 
     for _ in range(5):
         await asyncio.sleep(0.01)
+
+
+def test_cluster_menu_pauses_and_resumes_the_queue(qloop: LoopRunner, window: Any) -> None:
+    from lama_desktop.cluster.events import QueuePaused
+
+    calls: list[str] = []
+
+    def pause() -> None:
+        calls.append("pause")
+        window.bus.publish(QueuePaused(True))
+
+    def resume() -> None:
+        calls.append("resume")
+        window.bus.publish(QueuePaused(False))
+
+    window.scheduler.pause, window.scheduler.resume = pause, resume
+    window.toggle_queue()
+    window._update_pause_action()
+    assert window.pause_action.text() == "&Resume queue"
+    window.toggle_queue()
+    assert calls == ["pause", "resume"] and not window.bridge.is_paused()
