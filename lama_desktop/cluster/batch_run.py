@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lama_desktop.cluster.events import Event, JobChanged, JobState
@@ -30,19 +30,17 @@ _FINAL = {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, J
 
 @dataclass
 class NodeTally:
-    """Photos one node finished in this run, for the per-node throughput line."""
+    """Photos one node finished in this run, for the per-node throughput lines."""
 
     name: str
+    started: float  # when the batch was submitted (time.monotonic)
     done: int = 0
-    first: float | None = None
     last: float = 0.0
-    seconds: list[float] = field(default_factory=list)
 
     def rate(self) -> float:
-        """Photos per second between this node's first and last result."""
-        if self.first is None or self.done < 2 or self.last <= self.first:
-            return 0.0
-        return (self.done - 1) / (self.last - self.first)
+        """Photos per second since the batch was submitted."""
+        span = self.last - self.started
+        return self.done / span if span > 0 else 0.0
 
 
 def run_plan(
@@ -134,14 +132,13 @@ async def _run(
                 return
             outcome = scheduler.outcome(event.job.job_id)
             if outcome.status == "done" and outcome.node:
-                tally = tallies.setdefault(outcome.node, NodeTally(outcome.node))
-                now = time.monotonic()
-                tally.first = now if tally.first is None else tally.first
-                tally.last = now
+                tally = tallies.setdefault(outcome.node, NodeTally(outcome.node, submitted))
+                tally.last = time.monotonic()
                 tally.done += 1
             on_outcome(outcome)
 
         unsubscribe = scheduler.events.subscribe(on_event)
+        submitted = time.monotonic()
         batch_id = scheduler.submit_batch(plan, settings, "batch", durable=False)
         waiter = asyncio.ensure_future(scheduler.wait_batch(batch_id))
         next_report = time.monotonic() + PROGRESS_EVERY_S
