@@ -492,6 +492,7 @@ class SchedulerState:
                 self._emit_job(job)
                 self._out.append(JournalJob(job_id))
         batch.finished = False
+        self._journal_batch(batch)  # open again: a crash from here on resumes it
         self._update_batch(batch, now)
         self._dispatch(now)
         return self._flush()
