@@ -283,6 +283,10 @@ class EditorWidget(QWidget):
             self._set_running(False)
         if generation != self._generation:
             return  # another photo was opened while this one ran
+        if self.canvas.pixels() is not before:
+            # An undo or redo changed the photo meanwhile: this result belongs to old pixels.
+            self.statusMessage.emit("The photo changed while the edit ran; run it again.")
+            return
         self.last_result = result
         after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
         self.canvas.clear_mask()
