@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtGui import QUndoCommand
 
 from lama_desktop.ui.editor.canvas import Canvas
-from lama_desktop.ui.editor.pixels import changed_box
+from lama_desktop.ui.editor.pixels import Box, changed_box
 
 
 class InpaintRound(QUndoCommand):
@@ -16,9 +16,17 @@ class InpaintRound(QUndoCommand):
     touch-ups cheap in memory, and restores bit-identical pixels either way.
     """
 
-    def __init__(self, canvas: Canvas, before: np.ndarray, after: np.ndarray, text: str) -> None:
+    def __init__(
+        self,
+        canvas: Canvas,
+        before: np.ndarray,
+        after: np.ndarray,
+        text: str,
+        box: Box | None = None,
+    ) -> None:
+        """`box` is `changed_box(before, after)` when the caller already has it."""
         super().__init__(text)
-        box = changed_box(before, after)
+        box = box or changed_box(before, after)
         if box is None:
             raise ValueError("an inpainting round that changed no pixel is not an undo step")
         top, bottom, left, right = box

@@ -30,6 +30,7 @@ from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.editor.canvas import Canvas
 from lama_desktop.ui.editor.commands import InpaintRound
 from lama_desktop.ui.editor.model_banner import ModelBanner
+from lama_desktop.ui.editor.pixels import changed_box
 
 log = logging.getLogger(__name__)
 
@@ -289,12 +290,15 @@ class EditorWidget(QWidget):
             return
         self.last_result = result
         after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
+        # Comparing whole photos takes a while on large ones: off the GUI thread.
+        box = await asyncio.get_running_loop().run_in_executor(None, changed_box, before, after)
+        if self.canvas.pixels() is not before or generation != self._generation:
+            return  # changed again while comparing; as above
         self.canvas.clear_mask()
-        try:
-            command = InpaintRound(self.canvas, before, after, f"Erase ({result.node})")
-        except ValueError:
+        if box is None:
             self.statusMessage.emit("The edit changed nothing.")
             return
+        command = InpaintRound(self.canvas, before, after, f"Erase ({result.node})", box)
         self.undo_stack.push(command)  # push() calls redo(), which shows the result
         self.canvas.repaint()  # on screen now, so the time below includes the paint
         seconds = time.perf_counter() - started
