@@ -126,6 +126,37 @@ print(json.dumps({{"model": "iopaint-lama", "width": case["width"], "height": ca
 """
 
 
+SAME_PROCESS_CASE = r"""
+import json, sys, time
+sys.path[:0] = [{bench_dir!r}, {repo_root!r}]
+from bench_engine import test_pair, time_runs
+from iopaint.model.lama import LaMa
+from iopaint.schema import HDStrategy, InpaintRequest
+from lama_desktop.engine.base import create_model
+from lama_desktop.engine.hd import HDConfig, run_with_strategy
+case = json.loads(sys.argv[1])
+theirs = LaMa("cpu")
+ours = create_model("lama", device="cpu", model_path=case["model_path"])
+config, cfg = InpaintRequest(hd_strategy=HDStrategy.ORIGINAL), HDConfig(strategy="original")
+runs = {{
+    "ours": lambda i, m: run_with_strategy(ours, i, m, cfg),
+    "iopaint": lambda i, m: theirs(i, m, config),
+}}
+small_image, small_mask = test_pair(64, 64)
+for _ in range({warmup}):
+    for run in runs.values():
+        run(small_image, small_mask)
+image, mask = test_pair(case["height"], case["width"])
+best = {{name: float("inf") for name in runs}}
+for _ in range(case["repeat"]):  # interleaved, so machine load hits both alike
+    for name, run in runs.items():
+        best[name] = min(best[name], time_runs(lambda: run(image, mask), 1)[0])
+print(json.dumps({{"size": case["width"], "ours_ms": round(best["ours"], 1),
+    "iopaint_ms": round(best["iopaint"], 1),
+    "ratio_ours_over_iopaint": round(best["ours"] / best["iopaint"], 3)}}))
+"""
+
+
 def spawn(python: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one case in a fresh interpreter; its last stdout line is the JSON result."""
     proc = subprocess.run(
@@ -191,7 +222,22 @@ def overhead(model_file: Path, work: Path, args: argparse.Namespace) -> dict[str
             row["pixels_differing"] = int((a != b).any(axis=-1).sum())
             row["max_abs_diff"] = int(np.abs(a - b).max())
         rows.append(row)
-    return {"rows": rows}
+    # Same again inside one IOPaint process: one torch build, calls interleaved, so the ratio
+    # is the wrappers' alone (the separate processes above also differ in torch version).
+    same = work / "same_process_case.py"
+    bench_dir = Path(__file__).resolve().parent
+    same.write_text(
+        SAME_PROCESS_CASE.format(
+            bench_dir=str(bench_dir), repo_root=str(bench_dir.parent), warmup=WARMUP_RUNS
+        )
+    )
+    same_rows = []
+    for size in OVERHEAD_SIZES:
+        case = {"width": size, "height": size, "repeat": args.repeat, "model_path": str(model_file)}
+        same_rows.append(
+            spawn(python, [str(same), json.dumps(case)], {"LAMA_MODEL_URL": str(model_file)})
+        )
+    return {"separate_processes": rows, "same_process_same_torch": same_rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 
 PAD_MOD = 8
 _WEIGHTS_BYTES = 210 * 1024 * 1024  # big-lama.pt is 196 MiB on disk, about that in memory
-# Peak activation bytes per input pixel, measured on the 51 M-parameter stand-in at 512^2 and
-# 1024^2 on CPU in float32 (benchmarks/bench_engine.py), rounded up.
-_BYTES_PER_PIXEL = 1700
+# Peak activation bytes per input pixel on CPU in float32: the 51 M-parameter stand-in's peak
+# RSS over its post-load RSS was 1,070 B/px at 512^2, 1,030 at 1024^2 and 860 at 2048^2
+# (benchmarks/bench_engine.py); 1,300 leaves about 20 % headroom.
+_BYTES_PER_PIXEL = 1300
 
 
 def torch_devices() -> tuple[bool, int, bool]:

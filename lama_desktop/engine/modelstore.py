@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import platformdirs
-
 from lama_desktop.engine.base import EngineError
 
 log = logging.getLogger(__name__)
@@ -56,6 +54,8 @@ def default_models_dir() -> Path:
     override = os.environ.get("LAMA_MODELS_DIR")
     if override:
         return Path(override).expanduser()
+    import platformdirs  # only when no folder is given: keeps a worker's import light
+
     return Path(platformdirs.user_data_dir("lama-desktop", appauthor=False)) / "models"
 
 
