@@ -1,4 +1,4 @@
-"""The scheduler's bookkeeping records for jobs, batches and nodes, and their panel views."""
+"""The state machine's vocabulary: records of jobs, batches and nodes, and the actions it emits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from lama_desktop.cluster.events import (
     BatchState,
     BatchView,
+    Event,
     JobState,
     JobView,
     NodeState,
@@ -233,3 +234,70 @@ class NodeRecord:
             throughput=self.throughput(now) if now else 0.0,
             models=self.models,
         )
+
+
+# ----- actions: what SchedulerState asks its shell to do ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Send this job to this node."""
+
+    node_id: str
+    job_id: str
+    attempt: int
+    lease: int  # unique per hand-out: answers about an older lease are recognised as stale
+
+
+@dataclass(frozen=True)
+class CancelOnNode:
+    """Ask the node to stop the job (it kills the worker if the job is running)."""
+
+    node_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class WriteOutput:
+    """Write the result payload that just arrived; then call output_written or output_failed."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    event: Event
+
+
+@dataclass(frozen=True)
+class JournalJob:
+    """Persist this job's state, attempts and reason."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JournalBatch:
+    """Persist this batch's state, pause flag and position."""
+
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class BatchFinished:
+    """Every job of the batch reached a final state."""
+
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class NodeLost:
+    """The node missed its heartbeats (or was removed); the shell may drop its connection."""
+
+    node_id: str
+    reason: str
+
+
+Action = (
+    Dispatch | CancelOnNode | WriteOutput | Publish | JournalJob | JournalBatch | BatchFinished
+) | NodeLost

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from lama_desktop.cluster.events import (
     BatchChanged,
     BatchState,
-    Event,
     JobChanged,
     JobState,
     NodeChanged,
@@ -22,7 +21,36 @@ from lama_desktop.cluster.events import (
     Snapshot,
 )
 from lama_desktop.cluster.protocol import Metrics
-from lama_desktop.cluster.records import FINAL, BatchRecord, JobRecord, JobSpec, NodeRecord
+from lama_desktop.cluster.records import (
+    FINAL,
+    Action,
+    BatchFinished,
+    BatchRecord,
+    CancelOnNode,
+    Dispatch,
+    JobRecord,
+    JobSpec,
+    JournalBatch,
+    JournalJob,
+    NodeLost,
+    NodeRecord,
+    Publish,
+    WriteOutput,
+)
+
+__all__ = [
+    "Action",
+    "BatchFinished",
+    "CancelOnNode",
+    "Dispatch",
+    "JobSpec",
+    "JournalBatch",
+    "JournalJob",
+    "NodeLost",
+    "Publish",
+    "SchedulerState",
+    "WriteOutput",
+]
 
 MAX_ATTEMPTS = 3
 MAX_CRASHES = 3
@@ -31,70 +59,6 @@ MAX_NODE_LOSSES = 3
 SCAN_LIMIT = 64
 DECLINE_PAUSE_S = 1.0  # a node that declined a job gets no new one for this long
 INTERACTIVE = "\x00interactive"  # queue key of interactive jobs: sorts before every batch
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """Send this job to this node."""
-
-    node_id: str
-    job_id: str
-    attempt: int
-    lease: int  # unique per hand-out: answers about an older lease are recognised as stale
-
-
-@dataclass(frozen=True)
-class CancelOnNode:
-    """Ask the node to stop the job (it kills the worker if the job is running)."""
-
-    node_id: str
-    job_id: str
-
-
-@dataclass(frozen=True)
-class WriteOutput:
-    """Write the result payload that just arrived; then call output_written or output_failed."""
-
-    job_id: str
-
-
-@dataclass(frozen=True)
-class Publish:
-    event: Event
-
-
-@dataclass(frozen=True)
-class JournalJob:
-    """Persist this job's state, attempts and reason."""
-
-    job_id: str
-
-
-@dataclass(frozen=True)
-class JournalBatch:
-    """Persist this batch's state, pause flag and position."""
-
-    batch_id: str
-
-
-@dataclass(frozen=True)
-class BatchFinished:
-    """Every job of the batch reached a final state."""
-
-    batch_id: str
-
-
-@dataclass(frozen=True)
-class NodeLost:
-    """The node missed its heartbeats (or was removed); the shell may drop its connection."""
-
-    node_id: str
-    reason: str
-
-
-Action = (
-    Dispatch | CancelOnNode | WriteOutput | Publish | JournalJob | JournalBatch | BatchFinished
-) | NodeLost
 
 
 @dataclass
