@@ -21,7 +21,6 @@ from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_pa
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 UNFINISHED = {BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED}
 
 
@@ -284,8 +283,8 @@ class MainWindow(QMainWindow):
 
     def handle_dropped(self, paths: list[Path]) -> None:
         """One photo opens in the editor; folders or several photos open the batch dialog."""
-        if len(paths) == 1 and paths[0].suffix.lower() in IMAGE_SUFFIXES and not paths[0].is_dir():
-            self.open_path(paths[0])
+        if len(paths) == 1 and not paths[0].is_dir():
+            self.open_path(paths[0])  # not a photo: opening says so, in the user's words
         elif paths:
             self.open_batch_dialog(paths)
 

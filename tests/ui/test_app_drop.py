@@ -90,3 +90,18 @@ def test_drop_folder_queues_a_batch_of_pairs(
         source = np.asarray(Image.open(photos / outcome.output.name).convert("RGB"))
         assert np.array_equal(cleaned[mask == 0], source[mask == 0])
         assert (cleaned[mask > 0] != source[mask > 0]).any()
+
+
+def test_drop_a_file_that_is_no_photo_says_why(
+    qloop: LoopRunner, window: Any, tmp_path: Path
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("shopping list")
+    drop(window, [notes])
+    qloop.wait_until(lambda: "not an image" in window.statusBar().currentMessage(), timeout=10)
+    boxes = [b for b in window.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1 and "notes.jpg" in boxes[0].text()
+    boxes[0].close()
+    assert window.editor.path is None
