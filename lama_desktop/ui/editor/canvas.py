@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -157,7 +157,16 @@ class Canvas(QWidget):
         else:
             painter.drawLine(start, end)
         painter.end()
-        self.update()
+        # Repaint only around the segment: a full repaint of a large photo per mouse move
+        # would make the brush lag behind the hand.
+        self.update(self._widget_box(start, end, self._brush / 2))
+
+    def _widget_box(self, start: QPointF, end: QPointF, radius: float) -> QRect:
+        """The widget rectangle covering a segment between two photo points, plus `radius`."""
+        a, b = self.image_to_widget(start), self.image_to_widget(end)
+        pad = radius * self._scale + 3
+        box = QRectF(a, b).normalized().adjusted(-pad, -pad, pad, pad)
+        return box.toAlignedRect()
 
     # -- view ---------------------------------------------------------------------------
 
@@ -274,16 +283,27 @@ class Canvas(QWidget):
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        previous = self._cursor
         self._cursor = event.position()
         if self._pan_from is not None:
             self._offset += event.position() - self._pan_from
             self._pan_from = event.position()
             self._fitting = False
-        elif self._last_point is not None:
+            self.update()  # everything moved
+            return
+        if self._last_point is not None:
             point = self.widget_to_image(event.position())
             self._paint_segment(self._last_point, point)
             self._last_point = point
-        self.update()
+        self._update_cursor(previous)
+
+    def _update_cursor(self, previous: QPointF | None) -> None:
+        """Repaint where the brush outline was and where it is now."""
+        radius = self._brush * self._scale / 2 + 2
+        for centre in (previous, self._cursor):
+            if centre is not None:
+                self.update(QRectF(centre.x() - radius, centre.y() - radius,
+                                   2 * radius, 2 * radius).toAlignedRect())  # fmt: skip
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self._pan_from is not None:
