@@ -158,11 +158,9 @@ class MainWindow(QMainWindow):
     # -- status -------------------------------------------------------------------------
 
     def _on_round_finished(self, node: str, seconds: float) -> None:
-        view = self.bridge.node(node) if hasattr(self.bridge, "node") else None
-        name = view.name if view is not None else node
         worker = getattr(self.editor.last_result, "seconds", None)
         detail = f" (inpainting {worker * 1000:.0f} ms)" if worker else ""
-        self.last_edit_label.setText(f"Last edit: {name}, {seconds * 1000:.0f} ms{detail}")
+        self.last_edit_label.setText(f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}")
 
     def _on_node_changed(self, event: NodeChanged) -> None:
         if event.node.local:

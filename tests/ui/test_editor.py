@@ -182,6 +182,9 @@ def test_save_keeps_format_and_asks_before_overwriting_original(
         await editor.open_file(tmp_path / "photo.jpg")
         await erase(editor, rounds, (100, 100), (140, 100))
         assert editor.is_modified()
+        status = window.last_edit_label.text()  # which node ran it, and how long it took
+        assert status.startswith("Last edit: ") and "(this computer)" in status and " ms" in status
+        assert window.workers_label.text() == "Local workers: ready (1)"
 
         target = tmp_path / "photo-cleaned.jpg"
         await editor.save_to(target)
