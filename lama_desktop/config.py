@@ -22,6 +22,9 @@ HD_STRATEGIES = ("original", "resize", "crop")
 RUN_MODES = ("release", "manual")
 
 
+_NOT_IN_FILE = ("environment",)
+
+
 class ConfigError(ValueError):
     """A setting with a value that cannot be used; the message names the setting and the value."""
 
@@ -84,6 +87,12 @@ class AppSettings:
     job_timeout: float = 600.0  # seconds before a running job is given up and retried
     close_to_tray: bool = True
     jpeg_quality: int = 95
+    # Set by load_settings: for each LAMA_* override, (value in the file, value from the
+    # environment). Saving writes the file's value back unless the user changed the setting,
+    # so a one-off `LAMA_LOCAL_WORKERS=0 lama-desktop` does not stick.
+    environment: dict[str, tuple[object, object]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def validate(self) -> None:
         """Raise ConfigError naming the first setting whose value cannot be used."""
@@ -156,8 +165,8 @@ def _env_overrides() -> dict[str, object]:
     """LAMA_<SETTING> for each setting; LAMA_LOCAL_WORKERS takes off, auto or a count."""
     values: dict[str, object] = {}
     for f in fields(AppSettings):
-        if f.name == "local_workers":
-            continue  # read below, where it also takes a count
+        if f.name in _NOT_IN_FILE or f.name == "local_workers":
+            continue  # local_workers is read below, where it also takes a count
         raw = os.environ.get(f"LAMA_{f.name.upper()}")
         if raw is not None:
             values[f.name] = _convert(f.name, f.type, raw, "environment variable")
@@ -183,7 +192,7 @@ def _file_values(path: Path) -> dict[str, object]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         log.warning("settings file %s cannot be read (%s); using the defaults", path, exc)
         return {}
-    known = {f.name: f.type for f in fields(AppSettings)}
+    known = {f.name: f.type for f in fields(AppSettings) if f.name not in _NOT_IN_FILE}
     values: dict[str, object] = {}
     for key, raw in data.items():
         if key not in known:
@@ -205,9 +214,22 @@ def load_settings(path: Path | None = None) -> AppSettings:
     except ConfigError as exc:
         log.warning("settings file %s: %s; using the defaults", path, exc)
         settings = AppSettings()
-    overridden = dataclasses.replace(settings, **_env_overrides())  # type: ignore[arg-type]
+    env = _env_overrides()
+    overridden = dataclasses.replace(settings, **env)  # type: ignore[arg-type]
     overridden.validate()
+    overridden.environment = {key: (getattr(settings, key), value) for key, value in env.items()}
     return overridden
+
+
+def _file_form(settings: AppSettings) -> dict[str, object]:
+    """What goes into the file: every setting, with environment overrides left out."""
+    data = dataclasses.asdict(settings)
+    for key in _NOT_IN_FILE:
+        data.pop(key)
+    for key, (in_file, from_env) in settings.environment.items():
+        if data[key] == from_env:
+            data[key] = in_file
+    return data
 
 
 def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
@@ -219,7 +241,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temp.write_text(tomli_w.dumps(dataclasses.asdict(settings)), encoding="utf-8")
+        temp.write_text(tomli_w.dumps(_file_form(settings)), encoding="utf-8")
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -89,3 +89,22 @@ def test_recent_files_are_unique_and_capped(dirs: Path) -> None:
     assert len(settings.recent_files) == 10
     assert settings.recent_files[0].endswith("3.png")
     assert len(set(settings.recent_files)) == 10
+
+
+def test_environment_override_is_not_saved_unless_changed(
+    dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_settings(AppSettings(brush_size=12, model="opencv-telea"))
+    monkeypatch.setenv("LAMA_LOCAL_WORKERS", "off")
+    monkeypatch.setenv("LAMA_BRUSH_SIZE", "90")
+    settings = load_settings()
+    assert settings.local_workers is False and settings.brush_size == 90
+    settings.model = "opencv-ns"  # changed by the user: saved
+    settings.brush_size = 33  # changed by the user although it came from the environment
+    save_settings(settings)
+    monkeypatch.delenv("LAMA_LOCAL_WORKERS")
+    monkeypatch.delenv("LAMA_BRUSH_SIZE")
+    again = load_settings()
+    assert again.local_workers is True, "the one-off override stuck in the file"
+    assert (again.model, again.brush_size) == ("opencv-ns", 33)
+    assert "environment" not in app_dirs().settings_file.read_text()
