@@ -43,6 +43,7 @@ class Peer:
     hellos: int = 0
     generation: int = 0  # bumped on every (re)connect
     connected: bool = False  # the Curve handshake of the current connection succeeded
+    handshaken: bool = False  # some handshake with this key has succeeded since we started
 
     @property
     def rid(self) -> bytes:

@@ -158,6 +158,8 @@ class Failed(_Message, tag="failed"):
     missing_model: bool = False
     # The node did not run it (full, stopping): not the job's fault, it goes elsewhere.
     declined: bool = False
+    # The input itself is bad (corrupt photo, mask of another size): retrying cannot help.
+    permanent: bool = False
 
 
 Message = (

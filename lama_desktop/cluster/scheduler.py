@@ -572,6 +572,7 @@ class Scheduler:
                     cancelled=msg.cancelled,
                     missing_model=msg.missing_model,
                     declined=msg.declined,
+                    permanent=msg.permanent,
                     lease=lease,
                 )
             )
@@ -623,10 +624,16 @@ class Scheduler:
             if peer is None:
                 continue
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                peer.connected = True
+                peer.connected = peer.handshaken = True
                 if peer.pairing is None:
                     self._hello(peer)
             elif kind == zmq.EVENT_DISCONNECTED:
+                peer.connected = False
+                if peer.ready:
+                    self._apply(self.state.node_down(peer.node_id, "connection lost", self.clock()))
+            elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and peer.handshaken:
+                # A node that shook hands before and now fails without detail is going away
+                # (killed or restarting mid-handshake), not refusing us: it is offline.
                 peer.connected = False
                 if peer.ready:
                     self._apply(self.state.node_down(peer.node_id, "connection lost", self.clock()))

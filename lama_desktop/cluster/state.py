@@ -327,6 +327,7 @@ class SchedulerState:
         cancelled: bool = False,
         missing_model: bool = False,
         declined: bool = False,
+        permanent: bool = False,
         lease: int | None = None,
     ) -> list[Action]:
         """A FAILED arrived: retry, route around a missing model, or give up (failed/poison)."""
@@ -352,6 +353,8 @@ class SchedulerState:
             self._emit_job(job)
         elif cancelled:
             self._finish(job, JobState.CANCELLED, reason or "cancelled", now)
+        elif permanent:
+            self._finish(job, JobState.FAILED, reason, now)
         else:
             self._failed_attempt(job, reason, crashed, now)
         self._dispatch(now)

@@ -47,6 +47,7 @@ from lama_desktop.engine.base import (
     model_names,
     resolve_auto_model,
 )
+from lama_desktop.engine.imageio import ImageError
 
 log = logging.getLogger("lama_desktop.worker")
 
@@ -133,7 +134,9 @@ class JobRunner:
                 ext, shape = "", [height, width]
             else:
                 raise EngineError(f"unknown job kind {job.kind!r}")
-        except (EngineError, ValueError) as exc:  # bad input or settings: the job's fault
+        except (ImageError, ValueError) as exc:  # bad input or settings: the job's fault
+            return Failed(job=job.job, reason=str(exc), permanent=True), []
+        except EngineError as exc:  # the engine on this node failed; another node may not
             return Failed(job=job.job, reason=str(exc)), []
         except Exception as exc:  # any bug in one job must not take the worker down
             log.exception("job %s failed", job.job)

@@ -146,6 +146,17 @@ def test_three_failed_attempts_fail_the_job_with_the_last_reason() -> None:
     assert state.batches["b1"].view(state, 1.0).state == BatchState.FAILED
 
 
+def test_bad_input_fails_at_once_without_retries() -> None:
+    state = make_state({"a": 1})
+    state.submit_batch("b1", "batch", "/out", specs(2), 0.0)
+    actions = state.job_failed("a", "j0", "x.jpg: the file is truncated", 1.0, permanent=True)
+    assert state.jobs["j0"].state == JobState.FAILED
+    assert state.jobs["j0"].attempts == 1
+    assert state.jobs["j0"].reason == "x.jpg: the file is truncated"
+    assert ("a", "j0") not in dispatches(actions)
+    assert state.jobs["j1"].state == JobState.RUNNING
+
+
 def test_three_worker_crashes_make_the_job_poison_and_the_rest_completes() -> None:
     state = make_state({"a": 1})
     state.submit_batch("b1", "batch", "/out", specs(2), 0.0)
