@@ -30,7 +30,7 @@ from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.editor.canvas import Canvas
 from lama_desktop.ui.editor.commands import InpaintRound
 from lama_desktop.ui.editor.model_banner import ModelBanner
-from lama_desktop.ui.editor.pixels import changed_box
+from lama_desktop.ui.editor.pixels import Box, changed_box
 
 log = logging.getLogger(__name__)
 
@@ -275,13 +275,13 @@ class EditorWidget(QWidget):
             "Waiting for a free worker… (Esc cancels)",
         )
         try:
-            result = await self._scheduler.inpaint(before, mask, self.job_settings())
+            box, after, result = await self._inpaint(before, mask)
         except asyncio.CancelledError:
             self.statusMessage.emit("Edit cancelled; the mask is kept.")
             raise
         finally:
             waiting.cancel()
-            self._set_running(False)
+            self._set_running(False)  # only now: until here the mask is what was sent
         if generation != self._generation:
             return  # another photo was opened while this one ran
         if self.canvas.pixels() is not before:
@@ -289,11 +289,6 @@ class EditorWidget(QWidget):
             self.statusMessage.emit("The photo changed while the edit ran; run it again.")
             return
         self.last_result = result
-        after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
-        # Comparing whole photos takes a while on large ones: off the GUI thread.
-        box = await asyncio.get_running_loop().run_in_executor(None, changed_box, before, after)
-        if self.canvas.pixels() is not before or generation != self._generation:
-            return  # changed again while comparing; as above
         self.canvas.clear_mask()
         if box is None:
             self.statusMessage.emit("The edit changed nothing.")
@@ -303,6 +298,17 @@ class EditorWidget(QWidget):
         self.canvas.repaint()  # on screen now, so the time below includes the paint
         seconds = time.perf_counter() - started
         self.roundFinished.emit(str(result.node), seconds)
+
+    async def _inpaint(
+        self, before: np.ndarray, mask: np.ndarray
+    ) -> tuple[Box | None, np.ndarray, Any]:
+        """The scheduler's result for one round and the box of pixels it changed."""
+        result = await self._scheduler.inpaint(before, mask, self.job_settings())
+        after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
+        # Comparing whole photos takes a while on large ones: off the GUI thread.
+        loop = asyncio.get_running_loop()
+        box = await loop.run_in_executor(None, changed_box, before, after)
+        return box, after, result
 
     def _set_running(self, running: bool) -> None:
         self._running = running
