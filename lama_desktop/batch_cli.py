@@ -73,7 +73,11 @@ def add_parser(subparsers: Any) -> None:
     cluster = p.add_argument_group("cluster (spread the batch over worker processes and nodes)")
     cluster.add_argument(
         "--local-workers", type=_count, metavar="N",
-        help="worker processes on this machine (0: only the nodes)",
+        help="worker processes on this machine (default: sized to the cores; 0: only the nodes)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--in-process", action="store_true",
+        help="skip the scheduler: run every photo in this process, one after another",
     )  # fmt: skip
     cluster.add_argument(
         "--node", action="append", default=[], metavar="LINK", help="a node to use (repeatable)"
@@ -137,10 +141,12 @@ def _cluster_executor(args: argparse.Namespace) -> Executor:
 
 
 def choose_executor(args: argparse.Namespace) -> Executor:
-    """In this process, unless cluster options ask for workers or nodes."""
-    if args.local_workers is not None or args.node or args.pair:
-        return _cluster_executor(args)
-    return run_in_process
+    """Through the embedded scheduler and its workers, unless --in-process asks otherwise."""
+    if args.in_process:
+        if args.local_workers is not None or args.node or args.pair:
+            raise _UsageError("--in-process cannot be combined with --local-workers/--node/--pair")
+        return run_in_process
+    return _cluster_executor(args)
 
 
 def _settings(args: argparse.Namespace, err: TextIO) -> JobSettings:

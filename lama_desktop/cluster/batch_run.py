@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import time
@@ -66,13 +67,31 @@ def run_plan(
     """
     if local_workers == 0 and not nodes and not pair:
         raise EngineError("--local-workers 0 needs at least one --node or --pair")
-    return asyncio.run(
-        _run(
-            plan, settings, local_workers, list(nodes), list(pair),
-            on_outcome or (lambda outcome: None), should_stop or (lambda: False),
-            journal, data_dir, progress or _print_progress,
-        )
-    )  # fmt: skip
+    try:
+        return asyncio.run(
+            _run(
+                plan, settings, local_workers, list(nodes), list(pair),
+                on_outcome or (lambda outcome: None), should_stop or (lambda: False),
+                journal, data_dir, progress or _print_progress,
+            )
+        )  # fmt: skip
+    except asyncio.CancelledError:
+        # SIGTERM cancelled the run (see _cancel_on_sigterm); the batch was cancelled and the
+        # workers stopped on the way out. Report it the way asyncio.run reports Ctrl-C.
+        raise KeyboardInterrupt from None
+
+
+def _cancel_on_sigterm() -> None:
+    """Make SIGTERM cancel the running batch like Ctrl-C does, with the same clean-up.
+
+    A Python-level handler that raises inside the selector would skip the `finally` that stops
+    the agent and the scheduler, and leave worker processes and ZeroMQ sockets behind.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        return
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def _print_progress(line: str) -> None:
@@ -93,6 +112,8 @@ async def _run(
 ) -> list[JobOutcome]:
     from lama_desktop.cluster.agent import Agent  # the agent pulls in hardware probing
     from lama_desktop.config import app_dirs
+
+    _cancel_on_sigterm()
 
     dirs = app_dirs()
     data = Path(data_dir) if data_dir is not None else dirs.data

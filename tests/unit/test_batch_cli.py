@@ -54,8 +54,19 @@ def batch(tmp_path: Path) -> tuple[Path, Path, Path]:
     return images, masks, out
 
 
+CLUSTER_FLAGS = {"--local-workers", "--node", "--pair"}
+
+
 def cli(*args: object) -> int:
-    return main(["batch", *(str(a) for a in args)])
+    """Run `lama-desktop batch`; in this process unless the test asks for the cluster.
+
+    The default route (scheduler + worker processes) is covered end to end by the samples,
+    interrupt and LaMa tests; here the bad-input rules are checked without the start-up cost.
+    """
+    argv = ["batch", *(str(a) for a in args)]
+    if not CLUSTER_FLAGS & set(argv):
+        argv.append("--in-process")
+    return main(argv)
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -261,6 +272,22 @@ def test_cluster_options_use_the_cluster_route(
     assert cli(images, "--masks", masks, "--out", out, *cluster) == 1
     assert calls == [(2, ["lama://n1"], ["lama://n2?code=1"], False)]
     assert "3 cancelled" in capsys.readouterr().out  # the fake ran nothing; nothing was lost
+
+
+def test_default_route_is_the_cluster_and_in_process_excludes_cluster_options(
+    batch: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lama_desktop import batch_cli
+    from lama_desktop.cli import build_parser
+
+    images, masks, out = batch
+    base = ["batch", str(images), "--masks", str(masks), "--out", str(out)]
+    default = batch_cli.choose_executor(build_parser().parse_args(base))
+    assert default is not batch_cli.run_in_process
+    in_process = batch_cli.choose_executor(build_parser().parse_args([*base, "--in-process"]))
+    assert in_process is batch_cli.run_in_process
+    assert main([*base, "--in-process", "--local-workers", "1"]) == 2
+    assert "--in-process" in capsys.readouterr().err
 
 
 def test_cluster_options_without_cluster_exit_2(
