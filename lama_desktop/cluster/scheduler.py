@@ -217,6 +217,12 @@ class Scheduler:
         if self.journal is not None:
             self._db.submit(self.journal.remove_node, node_id)
 
+    def set_job_timeout(self, seconds: float) -> None:
+        """Jobs handed out from now on, and running ones at the next tick, get this limit."""
+        if seconds <= 0:
+            raise ValueError(f"job timeout must be positive, not {seconds}")
+        self.state.job_timeout = seconds
+
     def set_node_enabled(self, node_id: str, enabled: bool) -> None:
         """A disabled node gets no new jobs; the running ones finish."""
         self._apply(self.state.set_node_enabled(node_id, enabled, self.clock()))

@@ -330,13 +330,8 @@ class MainWindow(QMainWindow):
         self.settings.__dict__.update(settings.__dict__)
         self.editor.reload_settings()
         if self.agent is not None and settings.workers() != old_workers:
-            result = self.agent.set_workers(settings.workers())
-            if asyncio.iscoroutine(result):
-                await result
-        # The per-job timeout lives in the scheduler's state machine and is read on every tick.
-        state = getattr(self.scheduler, "state", None)
-        if state is not None and hasattr(state, "job_timeout"):
-            state.job_timeout = settings.job_timeout
+            self.agent.set_workers(settings.workers())
+        self.scheduler.set_job_timeout(settings.job_timeout)
         await self.save_settings()
 
     def _on_local_workers_toggled(self, on: bool) -> None:
