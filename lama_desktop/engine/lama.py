@@ -77,7 +77,10 @@ class LaMa(InpaintModel):
         model_path: str | Path | None = None,
         fp16: bool = False,
         threads: int | None = None,
+        **options: Any,
     ) -> None:
+        if options:
+            raise EngineError(f"Model 'lama' has no option(s): {', '.join(sorted(options))}.")
         import torch
 
         super().__init__(device)

@@ -35,7 +35,7 @@ def served_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     monkeypatch.setenv("LAMA_MODEL_MD5", hashlib.md5(body).hexdigest())
     yield f"http://127.0.0.1:{httpd.server_address[1]}/big-lama.pt"

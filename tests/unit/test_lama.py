@@ -121,6 +121,8 @@ def test_fp16_on_cpu_falls_back_to_float32(
 
 
 def test_bad_inputs_are_refused(tiny_model_file: Path) -> None:
+    with pytest.raises(EngineError, match=r"no option.*radius"):
+        create_model("lama", device="cpu", model_path=tiny_model_file, radius=3)
     model = create_model("lama", device="cpu", model_path=tiny_model_file)
     image, mask = _photo(16, 16)
     with pytest.raises(EngineError, match="differs from image size"):

@@ -66,7 +66,7 @@ def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
 def server() -> Iterator[FileServer]:
     state = FileServer()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/big-lama.pt"
     yield state
