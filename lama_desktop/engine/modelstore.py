@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -110,13 +111,14 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self._fetch(source, part, progress)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise DownloadError(
                 f"Could not download {spec.filename} from {source} ({reason}). "
                 f"Check the connection and run the command again (a partial download resumes), "
                 f"or download {source} yourself and save it as {spec.filename} in the folder "
-                f"{self.root}."
+                f"{self.root} (or install it with `lama-desktop models download {name} "
+                f"--from-file PATH`)."
             ) from exc
         actual = md5_of(part)
         if actual != spec.md5:
