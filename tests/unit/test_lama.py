@@ -156,3 +156,15 @@ def test_fp16_failure_falls_back_to_float32(
         result = model.inpaint(image, mask)
     assert model.fp16 is False and "using float32 from now on" in caplog.text
     np.testing.assert_array_equal(result, _iopaint_reference(tiny_model_file, image, mask))
+
+
+@pytest.mark.parametrize("strategy", ["original", "resize", "crop"])
+def test_hd_strategies_with_lama(tiny_model_file: Path, strategy: str) -> None:
+    from lama_desktop.engine.hd import HDConfig, HDStrategy, run_with_strategy
+
+    image, mask = _photo(90, 130, seed=2)
+    cfg = HDConfig(HDStrategy(strategy), crop_margin=8, crop_trigger_size=64, resize_limit=72)
+    model = create_model("lama", device="cpu", model_path=tiny_model_file)
+    result = run_with_strategy(model, image, mask, cfg)
+    np.testing.assert_array_equal(result[mask == 0], image[mask == 0])
+    assert (result[mask > 0] != image[mask > 0]).mean() > 0.5
