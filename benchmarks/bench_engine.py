@@ -51,7 +51,17 @@ def test_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process.
+
+    Linux's ru_maxrss survives exec, so a child spawned by a large parent would report the
+    parent's size; /proc/self/status's VmHWM belongs to this process image alone.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if sys.platform == "darwin" else 1024)
 
@@ -100,10 +110,10 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
 
 
 IOPAINT_CASE = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 import numpy as np
 sys.path.insert(0, {bench_dir!r})
-from bench_engine import test_pair, time_runs
+from bench_engine import peak_rss_mib, test_pair, time_runs
 from iopaint.model.lama import LaMa
 from iopaint.schema import HDStrategy, InpaintRequest
 case = json.loads(sys.argv[1])
@@ -121,7 +131,7 @@ np.save(case["save_output"], np.ascontiguousarray(bgr.astype(np.uint8)[:, :, ::-
 print(json.dumps({{"model": "iopaint-lama", "width": case["width"], "height": case["height"],
     "ms_per_image": round(min(times), 1), "ms_all": [round(t, 1) for t in times],
     "load_ms": round(load_ms, 1),
-    "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "peak_rss_mib": round(peak_rss_mib(), 1),
     "torch_threads": __import__("torch").get_num_threads()}}))
 """
 
