@@ -10,15 +10,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lama_desktop.engine.base import BUILTIN_SPECS
+from lama_desktop.engine.hd import HDStrategy
+
 log = logging.getLogger(__name__)
 
 APP_NAME = "lama-desktop"
 SETTINGS_FILE = "settings.toml"
 MAX_RECENT_FILES = 10
 
-MODELS = ("lama", "opencv-ns", "opencv-telea")
+MODELS = tuple(spec.name for spec in BUILTIN_SPECS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-HD_STRATEGIES = ("original", "resize", "crop")
+HD_STRATEGIES = tuple(strategy.value for strategy in HDStrategy)
 RUN_MODES = ("release", "manual")
 
 

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
 from shiboken6 import Shiboken
 
 from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
+from lama_desktop.engine.hd import HDConfig, HDStrategy
+from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import IMAGE_EXTENSIONS, BatchPlan, PlanError, Skipped, plan_batch
 from lama_desktop.ui.async_slot import async_slot
 
@@ -193,15 +195,10 @@ class BatchDialog(QDialog):
 
     # -- results -------------------------------------------------------------------------
 
-    def result_batch(self) -> tuple[BatchPlan, Any, str] | None:
+    def result_batch(self) -> tuple[BatchPlan, JobSettings, str] | None:
         """(plan, JobSettings, name) for the scheduler, or None without a plan to run."""
         if self.plan is None or not self.plan.jobs:
             return None
-        # Imported here, not at module level: the pipeline pulls in the HD code (cv2),
-        # which the GUI process only needs once a batch is really queued.
-        from lama_desktop.engine.hd import HDConfig, HDStrategy
-        from lama_desktop.engine.pipeline import JobSettings
-
         job_settings = JobSettings(
             model=self.model_box.currentText(),
             device=self.settings.device,

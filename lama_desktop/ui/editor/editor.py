@@ -25,7 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
+from lama_desktop.engine.base import get_spec
+from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.imageio import Picture, encode_image, read_image, write_atomic
+from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.editor.canvas import Canvas
 from lama_desktop.ui.editor.commands import InpaintRound
@@ -34,7 +37,6 @@ from lama_desktop.ui.editor.pixels import Box, changed_box
 
 log = logging.getLogger(__name__)
 
-MODEL_TITLES = {"lama": "LaMa", "opencv-ns": "OpenCV Navier-Stokes", "opencv-telea": "OpenCV Telea"}
 BRUSH_RANGE = (2, 400)
 WAITING_NOTICE_S = 1.0
 
@@ -121,7 +123,7 @@ class EditorWidget(QWidget):
         self.compare_button.released.connect(lambda: self.canvas.set_comparing(False))
         self.model_box = QComboBox(self)
         for name in MODELS:
-            self.model_box.addItem(MODEL_TITLES.get(name, name), name)
+            self.model_box.addItem(get_spec(name).title, name)
         self.model_box.setCurrentIndex(max(0, self.model_box.findData(self._settings.model)))
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
         self.hd_box = QComboBox(self)
@@ -225,12 +227,8 @@ class EditorWidget(QWidget):
         """The model edits run on now (OpenCV while the chosen model's file is missing)."""
         return self.banner.effective_model(self._settings.model)
 
-    def job_settings(self) -> Any:
+    def job_settings(self) -> JobSettings:
         """The engine's JobSettings for the current choices."""
-        # Imported here: the engine pipeline pulls in the HD code, which only edits need.
-        from lama_desktop.engine.hd import HDConfig, HDStrategy
-        from lama_desktop.engine.pipeline import JobSettings
-
         return JobSettings(
             model=self.effective_model(),
             device=self._settings.device,
