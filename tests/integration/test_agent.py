@@ -424,7 +424,8 @@ def test_heartbeats_carry_metrics_and_a_silent_desktop_is_dropped(tmp_path: Path
     async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
         desktop = Desktop(ctx, agent, me)
         await desktop.hello()
-        beat, _ = await desktop.recv(timeout=2, skip=())
+        # READY is sent again once the worker is up (slots changed): wait for the heartbeat.
+        beat, _ = await desktop.recv(timeout=2, skip=(Ready,))
         assert isinstance(beat, Heartbeat) and beat.metrics is not None
         assert beat.metrics.ram_total > 0 and beat.metrics.busy_slots == 0
         alive = desktop.keep_alive()

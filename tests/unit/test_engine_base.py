@@ -186,5 +186,6 @@ def test_specs_need_neither_cv2_nor_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['lama', 'opencv-ns', 'opencv-telea'] []"
-    with pytest.raises(EngineError, match="Known models: lama"):
+    # Other tests may have registered plugin engines in this process: look for lama among them.
+    with pytest.raises(EngineError, match=r"Known models: .*\blama\b"):
         base.get_spec("nope")
