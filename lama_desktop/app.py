@@ -94,6 +94,7 @@ class EmbeddedCluster:
             keypair=load_or_create_keypair(agent_dir / "agent.key"),
             preauthorized=[self.keypair.public],
             log_file=False,  # the app's own log already holds the agent's lines
+            worker_log_level="WARNING",
         )
         await self.agent.start()
         self.local_node = await self.scheduler.add_node(

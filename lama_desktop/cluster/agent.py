@@ -122,6 +122,7 @@ class Agent:
         log_file: bool = True,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         grace: float = 5.0,
+        worker_log_level: str = "INFO",
     ) -> None:
         self.bind = bind
         self.data_dir = Path(data_dir)
@@ -132,6 +133,7 @@ class Agent:
         self.log_file = log_file
         self.max_message_bytes = max_message_bytes
         self.grace = grace
+        self.worker_log_level = worker_log_level
         self._workers_wanted: int | str = workers
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.keypair = keypair or load_or_create_keypair(self.data_dir / "agent.key")
@@ -195,7 +197,8 @@ class Agent:
         worker_endpoint = f"ipc://{self._ipc_dir / 'workers.sock'}"
         self.back.bind(worker_endpoint)
         self.supervisor = WorkerSupervisor(
-            popen_spawner(worker_endpoint, threads), grace=self.grace
+            popen_spawner(worker_endpoint, threads, log_level=self.worker_log_level),
+            grace=self.grace,
         )
         self.supervisor.set_count(devices, time.monotonic())
         self._models = hardware.models_present()

@@ -137,6 +137,7 @@ async def _run(
                 name=f"{socket.gethostname()} (local)",
                 preauthorized=[keypair.public],
                 log_file=False,
+                worker_log_level="WARNING",  # the batch's own lines are the progress report
             )
             await agent.start()
             await scheduler.add_node(agent.endpoint, agent.public_key.decode(), agent.name, True)

@@ -288,11 +288,18 @@ def worker_command(endpoint: str, worker_id: str, device: str, heartbeat: float 
     ]  # fmt: skip
 
 
-def popen_spawner(endpoint: str, threads: int | None = None, heartbeat: float = 1.0) -> Spawn:
-    """A Spawn that runs real worker subprocesses connecting to `endpoint`."""
+def popen_spawner(
+    endpoint: str, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
+) -> Spawn:
+    """A Spawn that runs real worker subprocesses connecting to `endpoint`.
+
+    Workers log to the inherited stderr at `log_level`: INFO suits a headless agent under
+    systemd; an agent embedded in the app or a batch command keeps its terminal quiet.
+    """
 
     def spawn(worker_id: str, device: str) -> ProcessLike:
         env = dict(os.environ)
+        env["LAMA_WORKER_LOG_LEVEL"] = log_level
         if threads:
             # The worker's share of the cores: OpenMP/MKL read these at start-up, and the
             # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.getppid() != parent:
         return 3  # the agent died while this process was starting (before PDEATHSIG was set)
     logging.basicConfig(
-        level=logging.INFO,
+        level=os.environ.get("LAMA_WORKER_LOG_LEVEL", "INFO").upper(),
         stream=sys.stderr,
         format=f"%(asctime)s worker {args.id} %(levelname)s %(message)s",
     )
