@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ class Peer:
     refused: bool = False
     pairing: asyncio.Future[str] | None = None  # set while a PAIR awaits its answer
     hellos: int = 0
-    generation: int = 0  # bumped on every (re)connect
+    generation: int = 0  # a new number on every (re)connect, unique on this socket
     connected: bool = False  # the Curve handshake of the current connection succeeded
     handshaken: bool = False  # some handshake with this key has succeeded since we started
 
@@ -61,6 +62,7 @@ class NodeLinks:
         self.peers: dict[str, Peer] = {}
         self._by_address: dict[str, str] = {}
         self._by_rid: dict[bytes, str] = {}  # every routing id a node had -> node id
+        self._connects = itertools.count(1)
 
     def open(self) -> None:
         """Create the socket (needs the running loop's thread)."""
@@ -91,9 +93,11 @@ class NodeLinks:
         """Connect to the peer's agent with its server key; sends may start at once."""
         key = peer.server_key.encode() if isinstance(peer.server_key, str) else peer.server_key
         self.sock.setsockopt(zmq.CURVE_SERVERKEY, key)
-        # Each connection gets a fresh routing id: libzmq aborts on a CONNECT_ROUTING_ID still
-        # held by a pipe that is being torn down, and old answers stay attributable.
-        peer.generation += 1
+        # Each connection gets a routing id never used on this socket before: libzmq aborts
+        # (router.cpp `!has_out_pipe (routing_id)`) on a CONNECT_ROUTING_ID still held by a
+        # pipe being torn down, even one of an earlier Peer object for the same node (removed
+        # and added again, or re-created after pairing). Old answers stay attributable.
+        peer.generation = next(self._connects)
         peer.connected = False
         self.sock.setsockopt(zmq.CONNECT_ROUTING_ID, peer.rid)
         self.sock.connect(peer.address)
