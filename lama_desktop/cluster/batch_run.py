@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -12,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lama_desktop.cluster.events import Event, JobChanged, JobState
 from lama_desktop.cluster.journal import Journal, StoredNode
 from lama_desktop.cluster.keys import PairingLink, load_or_create_keypair
 from lama_desktop.cluster.scheduler import Scheduler
-from lama_desktop.engine.base import EngineError
+from lama_desktop.engine.base import EngineError, get_spec
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome
 
@@ -129,11 +131,12 @@ async def _run(
     tallies: dict[str, NodeTally] = {}
     try:
         if local_workers != 0:
+            workers, device = local_worker_plan(local_workers, settings)
             agent = Agent(
                 "tcp://127.0.0.1:0",
                 data_dir=data / "local-agent",
-                workers="auto" if local_workers is None else local_workers,
-                device=settings.device,
+                workers=workers,
+                device=device,
                 name=f"{socket.gethostname()} (local)",
                 preauthorized=[keypair.public],
                 log_file=False,
@@ -187,6 +190,22 @@ async def _run(
         if agent is not None:
             await agent.stop(drain=False)
         await scheduler.stop()
+
+
+def local_worker_plan(
+    requested: int | None, settings: JobSettings
+) -> tuple[int | Literal["auto"], str]:
+    """How many local workers, on which device, when the user did not say.
+
+    The OpenCV engines are single-threaded and CPU-only: one worker per core keeps every core
+    busy. Torch models get the agent's "auto" (one per GPU, else one CPU worker whose threads
+    span the cores), since two CPU workers would only fight over the same cores.
+    """
+    if requested is not None:
+        return requested, settings.device
+    if get_spec(settings.model).devices == ("cpu",):
+        return os.cpu_count() or 1, "cpu"
+    return "auto", settings.device
 
 
 async def _use_node(scheduler: Scheduler, spec: str) -> None:

@@ -102,3 +102,14 @@ def test_should_stop_cancels_the_batch_and_leaves_no_partial_output(
     done = {o.output.name for o in outcomes if o.status == "done" and o.output is not None}
     assert {p.name for p in out.iterdir()} == done
     assert leftovers(out) == []
+
+
+def test_default_local_workers_fill_the_cores_for_opencv_and_leave_torch_models_to_auto() -> None:
+    import os
+
+    from lama_desktop.cluster.batch_run import local_worker_plan
+
+    cores = os.cpu_count() or 1
+    assert local_worker_plan(None, JobSettings(model="opencv-ns", device="auto")) == (cores, "cpu")
+    assert local_worker_plan(None, JobSettings(model="lama", device="auto")) == ("auto", "auto")
+    assert local_worker_plan(3, JobSettings(model="opencv-ns", device="auto")) == (3, "auto")
