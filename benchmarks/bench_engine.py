@@ -2,11 +2,10 @@
 
 Every case runs in a fresh subprocess so its peak RSS is its own. The LaMa cases use the
 full-size (51 M parameter) random-weight stand-in from lama_desktop.engine.lama_arch, exported
-to TorchScript, so the cost is the real model's. With --iopaint-python, the same file also runs
-through IOPaint's own LaMa class in its venv, for the wrapper-overhead ratio and a pixel check.
+to TorchScript, so the cost is the real model's. The comparison with IOPaint's own LaMa class
+on the same file is bench_lama_overhead.py.
 
-    python benchmarks/bench_engine.py [--quick] [--repeat N] \
-        [--iopaint-python /opt/iopaint-venv/bin/python]
+    python benchmarks/bench_engine.py [--quick] [--repeat N] [--only lama|opencv]
 """
 
 from __future__ import annotations
@@ -27,9 +26,8 @@ import numpy as np
 
 LAMA_SIZES = (512, 1024, 2048)
 OPENCV_SIZES = ((1024, 768), (4000, 3000))  # width x height
-OVERHEAD_SIZES = (512, 1024)
-# The first TorchScript calls are slow (profiling executor, oneDNN and FFT set-up); both our
-# wrapper and IOPaint's get the same small warm-up before timing.
+# The first TorchScript calls are slow (profiling executor, oneDNN and FFT set-up): a small
+# warm-up comes before timing.
 WARMUP_RUNS = 3
 
 
@@ -96,8 +94,6 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     image, mask = test_pair(case["height"], case["width"])
     rss_before = peak_rss_mib()
     times = time_runs(lambda: run_with_strategy(model, image, mask, cfg), case["repeat"])
-    if case.get("save_output"):
-        np.save(case["save_output"], run_with_strategy(model, image, mask, cfg))
     return {
         **{k: case[k] for k in ("model", "strategy", "width", "height")},
         "model_input": list(working_size(case["height"], case["width"], cfg, mask)),
@@ -107,64 +103,6 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "peak_rss_before_run_mib": round(rss_before, 1),
     }
-
-
-IOPAINT_CASE = r"""
-import json, os, sys, time
-import numpy as np
-sys.path.insert(0, {bench_dir!r})
-from bench_engine import peak_rss_mib, test_pair, time_runs
-from iopaint.model.lama import LaMa
-from iopaint.schema import HDStrategy, InpaintRequest
-case = json.loads(sys.argv[1])
-start = time.perf_counter()
-model = LaMa("cpu")
-load_ms = (time.perf_counter() - start) * 1000
-config = InpaintRequest(hd_strategy=HDStrategy.ORIGINAL)
-small_image, small_mask = test_pair(64, 64)
-for _ in range({warmup}):
-    model(small_image, small_mask, config)
-image, mask = test_pair(case["height"], case["width"])
-times = time_runs(lambda: model(image, mask, config), case["repeat"])
-bgr = model(image, mask, config)
-np.save(case["save_output"], np.ascontiguousarray(bgr.astype(np.uint8)[:, :, ::-1]))
-print(json.dumps({{"model": "iopaint-lama", "width": case["width"], "height": case["height"],
-    "ms_per_image": round(min(times), 1), "ms_all": [round(t, 1) for t in times],
-    "load_ms": round(load_ms, 1),
-    "peak_rss_mib": round(peak_rss_mib(), 1),
-    "torch_threads": __import__("torch").get_num_threads()}}))
-"""
-
-
-SAME_PROCESS_CASE = r"""
-import json, sys, time
-sys.path[:0] = [{bench_dir!r}, {repo_root!r}]
-from bench_engine import test_pair, time_runs
-from iopaint.model.lama import LaMa
-from iopaint.schema import HDStrategy, InpaintRequest
-from lama_desktop.engine.base import create_model
-from lama_desktop.engine.hd import HDConfig, run_with_strategy
-case = json.loads(sys.argv[1])
-theirs = LaMa("cpu")
-ours = create_model("lama", device="cpu", model_path=case["model_path"])
-config, cfg = InpaintRequest(hd_strategy=HDStrategy.ORIGINAL), HDConfig(strategy="original")
-runs = {{
-    "ours": lambda i, m: run_with_strategy(ours, i, m, cfg),
-    "iopaint": lambda i, m: theirs(i, m, config),
-}}
-small_image, small_mask = test_pair(64, 64)
-for _ in range({warmup}):
-    for run in runs.values():
-        run(small_image, small_mask)
-image, mask = test_pair(case["height"], case["width"])
-best = {{name: float("inf") for name in runs}}
-for _ in range(case["repeat"]):  # interleaved, so machine load hits both alike
-    for name, run in runs.items():
-        best[name] = min(best[name], time_runs(lambda: run(image, mask), 1)[0])
-print(json.dumps({{"size": case["width"], "ours_ms": round(best["ours"], 1),
-    "iopaint_ms": round(best["iopaint"], 1),
-    "ratio_ours_over_iopaint": round(best["ours"] / best["iopaint"], 3)}}))
-"""
 
 
 def spawn(python: str, argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -205,57 +143,11 @@ def opencv_cases(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]
 
 
-def overhead(model_file: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Our LaMa wrapper vs IOPaint's LaMa class, same TorchScript file, same images."""
-    python = args.iopaint_python
-    if not python or not Path(python).exists():
-        return {"skipped": f"no IOPaint interpreter (--iopaint-python {python or 'not given'})"}
-    script = work / "iopaint_case.py"
-    script.write_text(
-        IOPAINT_CASE.format(bench_dir=str(Path(__file__).resolve().parent), warmup=WARMUP_RUNS)
-    )
-    rows = []
-    for size in OVERHEAD_SIZES:
-        base = {"width": size, "height": size, "repeat": args.repeat}
-        ours_case = {**base, "model": "lama", "model_path": str(model_file)}
-        ours_case |= {"strategy": "original", "save_output": str(work / f"ours{size}.npy")}
-        theirs_case = {**base, "save_output": str(work / f"theirs{size}.npy")}
-        ours = spawn(sys.executable, [__file__, "--case", json.dumps(ours_case)])
-        # IOPaint loads a local path given as LAMA_MODEL_URL directly (helper.load_jit_model).
-        env = {"LAMA_MODEL_URL": str(model_file)}
-        theirs = spawn(python, [str(script), json.dumps(theirs_case)], env)
-        row: dict[str, Any] = {"size": size, "ours": ours, "iopaint": theirs}
-        if "error" not in ours and "error" not in theirs:
-            row["ratio_ours_over_iopaint"] = round(ours["ms_per_image"] / theirs["ms_per_image"], 3)
-            a = np.load(work / f"ours{size}.npy").astype(int)
-            b = np.load(work / f"theirs{size}.npy").astype(int)
-            row["pixels_differing"] = int((a != b).any(axis=-1).sum())
-            row["max_abs_diff"] = int(np.abs(a - b).max())
-        rows.append(row)
-    # Same again inside one IOPaint process: one torch build, calls interleaved, so the ratio
-    # is the wrappers' alone (the separate processes above also differ in torch version).
-    same = work / "same_process_case.py"
-    bench_dir = Path(__file__).resolve().parent
-    same.write_text(
-        SAME_PROCESS_CASE.format(
-            bench_dir=str(bench_dir), repo_root=str(bench_dir.parent), warmup=WARMUP_RUNS
-        )
-    )
-    same_rows = []
-    for size in OVERHEAD_SIZES:
-        case = {"width": size, "height": size, "repeat": args.repeat, "model_path": str(model_file)}
-        same_rows.append(
-            spawn(python, [str(same), json.dumps(case)], {"LAMA_MODEL_URL": str(model_file)})
-        )
-    return {"separate_processes": rows, "same_process_same_torch": same_rows}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip 2048^2 original, 1 repeat")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best kept)")
-    parser.add_argument("--iopaint-python", help="python of a venv with IOPaint 1.6 installed")
-    parser.add_argument("--only", choices=("lama", "opencv", "overhead"), action="append")
+    parser.add_argument("--only", choices=("lama", "opencv"), action="append")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case and exit
     args = parser.parse_args(argv)
     if args.case:
@@ -263,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.repeat = 1
-    parts = set(args.only or ("lama", "opencv", "overhead"))
+    parts = set(args.only or ("lama", "opencv"))
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "repeat": args.repeat,
@@ -271,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         work = Path(tmp)
         model_file = work / "standin-big-lama.pt"
-        if parts & {"lama", "overhead"}:
+        if "lama" in parts:
             from lama_desktop.engine.lama_arch import export_torchscript
 
             export_torchscript(model_file, config="big", seed=0)
@@ -283,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         if "opencv" in parts:
             cases = opencv_cases(args)
             report["opencv"] = [spawn(me[0], [*me[1:], json.dumps(c)]) for c in cases]
-        if "overhead" in parts:
-            report["lama_wrapper_overhead"] = overhead(model_file, work, args)
     print(json.dumps(report, indent=2))
     return 0
 
