@@ -28,7 +28,7 @@ SAMPLES = REPO / "resources" / "samples"
 DISPLAY = ":99"
 SCREEN = (1440, 900)
 MAX_BYTES = 300_000
-BATCH_COPIES = 12  # 4 samples x 12 = 48 photos: the batch is still running at the screenshot
+BATCH_COPIES = 60  # 4 samples x 60 = 240 photos: the batch is still running at the screenshot
 
 
 def _wait_for_display(display: str, timeout: float = 10.0) -> None:
