@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lama_desktop.cluster.events import Event, JobChanged, JobState
+from lama_desktop.cluster.events import Event, JobChanged, JobState, NodeState
 from lama_desktop.cluster.journal import Journal, StoredNode
 from lama_desktop.cluster.keys import PairingLink, load_or_create_keypair
 from lama_desktop.cluster.scheduler import Scheduler
@@ -27,7 +27,11 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1
-PROGRESS_EVERY_S = 10.0  # a per-node throughput line this often while the batch runs
+PROGRESS_EVERY_S = 10.0
+# An agent's READY lists the models found on its disk; its workers add any engine a plugin
+# registers once they are up. Wait this long after every node is ready before saying that no
+# node has the model.
+MODELS_SETTLE_S = 10.0  # a per-node throughput line this often while the batch runs
 _FINAL = {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
 
 
@@ -148,7 +152,7 @@ async def _run(
             await scheduler.pair(link)
         for spec in nodes:
             await _use_node(scheduler, spec)
-        await _wait_ready(scheduler)
+        await _wait_ready(scheduler, settings.model)
 
         def on_event(event: Event) -> None:
             if not isinstance(event, JobChanged) or event.job.batch_id != batch_id:
@@ -231,12 +235,31 @@ def _find(known: list[StoredNode], address: str) -> StoredNode | None:
     return next((n for n in known if n.address == address or n.name == address), None)
 
 
-async def _wait_ready(scheduler: Scheduler) -> None:
-    """Wait until a node can take jobs; a node that refuses us is an error worth stopping for."""
+async def _wait_ready(scheduler: Scheduler, model: str) -> None:
+    """Wait until a node that has `model` can take jobs.
+
+    The desktop app waits for such a node to come (a model may be downloaded meanwhile); a
+    command stops with the reason instead: every node ready and none with the model, or a
+    node that refuses us, is an error worth stopping for.
+    """
     deadline = time.monotonic() + READY_TIMEOUT_S
+    all_ready_since: float | None = None
     while time.monotonic() < deadline:
-        if any(peer.ready for peer in scheduler.peers.values()):
+        nodes = scheduler.snapshot().nodes
+        working = [n for n in nodes if n.state in (NodeState.IDLE, NodeState.BUSY)]
+        if any(model in n.models for n in working):
             return
+        if not working or not all(peer.ready for peer in scheduler.peers.values()):
+            all_ready_since = None
+        elif all_ready_since is None:
+            all_ready_since = time.monotonic()
+        elif time.monotonic() - all_ready_since > MODELS_SETTLE_S:
+            have = "; ".join(f"{n.name}: {', '.join(n.models) or 'no model'}" for n in working)
+            raise EngineError(
+                f"no node has the model {model!r} ({have}). "
+                f"Get it with `lama-desktop models download {model}` on the machine that "
+                "should run it, or choose another --model."
+            )
         await asyncio.sleep(POLL_S)
     reasons = [f"{n.name}: {n.reason or n.state}" for n in scheduler.snapshot().nodes]
     raise EngineError(f"no node became ready within {READY_TIMEOUT_S:.0f} s ({'; '.join(reasons)})")

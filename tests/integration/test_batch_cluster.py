@@ -113,3 +113,12 @@ def test_default_local_workers_fill_the_cores_for_opencv_and_leave_torch_models_
     assert local_worker_plan(None, JobSettings(model="opencv-ns", device="auto")) == (cores, "cpu")
     assert local_worker_plan(None, JobSettings(model="lama", device="auto")) == ("auto", "auto")
     assert local_worker_plan(3, JobSettings(model="opencv-ns", device="auto")) == (3, "auto")
+
+
+def test_a_model_no_node_has_fails_the_batch_at_once_with_how_to_get_it(tmp_path: Path) -> None:
+    images, masks = make_folder(tmp_path, 2)
+    out = tmp_path / "out"
+    plan = plan_batch(images, masks, out)
+    with pytest.raises(EngineError, match=r"no node has the model 'lama'.*models download lama"):
+        run_plan(plan, JobSettings(model="lama"), local_workers=1)
+    assert not out.exists() or list(out.iterdir()) == []
