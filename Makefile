@@ -33,10 +33,13 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy lama_desktop/engine lama_desktop/cluster
 
 test: install-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy lama_desktop/engine lama_desktop/cluster
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 bench: install-test
