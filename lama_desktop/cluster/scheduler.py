@@ -21,7 +21,14 @@ import zmq
 import zmq.asyncio
 
 from lama_desktop.cluster import protocol as p
-from lama_desktop.cluster.events import BatchState, EventBus, JobState, Snapshot
+from lama_desktop.cluster.events import (
+    BatchState,
+    EventBus,
+    JobChanged,
+    JobState,
+    JobView,
+    Snapshot,
+)
 from lama_desktop.cluster.jobfiles import (
     BatchEntry,
     EditEntry,
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 
 PAIR_TIMEOUT_S = 15.0
 JOURNAL_FLUSH_S = 0.1
+_ENDED_WITHOUT_RESULT = {JobState.FAILED, JobState.POISON, JobState.CANCELLED}
 
 
 class InpaintFailed(Exception):
@@ -334,6 +342,8 @@ class Scheduler:
         try:
             return await asyncio.shield(edit.done)
         except asyncio.CancelledError:
+            # Forget the edit first: its caller is gone, so nobody should be told it failed.
+            self._interactive.pop(job_id, None)
             self._apply(self.state.cancel_job(job_id, self.clock()))
             raise
         finally:
@@ -391,6 +401,8 @@ class Scheduler:
         for action in actions:
             if isinstance(action, Publish):
                 self.events.publish(action.event)
+                if isinstance(action.event, JobChanged):
+                    self._settle_failed_edit(action.event.job)
             elif isinstance(action, Dispatch):
                 self._dispatch(action)
             elif isinstance(action, WriteOutput):
@@ -416,6 +428,14 @@ class Scheduler:
                     level = logging.INFO if deliberate else logging.WARNING
                     log.log(level, "node %s lost: %s", peer.name, action.reason)
 
+    def _settle_failed_edit(self, view: JobView) -> None:
+        """An edit that ended without a result (failed, poison, cancelled) fails its caller."""
+        if view.batch_id is not None or view.state not in _ENDED_WITHOUT_RESULT:
+            return
+        edit = self._interactive.get(view.job_id)
+        if edit is not None and not edit.done.done():
+            edit.done.set_exception(InpaintFailed(view.reason or f"the edit was {view.state}"))
+
     def _dispatch(self, action: Dispatch) -> None:
         job = self.state.jobs[action.job_id]
         wire = self._wire_id(action.job_id, action.lease)
@@ -431,7 +451,8 @@ class Scheduler:
                 shape=[h, w],
                 attempt=action.attempt,
             )
-            self.links.send(action.node_id, msg, edit.rgb, edit.mask)
+            if not self.links.send(action.node_id, msg, edit.rgb, edit.mask):
+                self._apply(self.state.node_down(action.node_id, "unreachable", self.clock()))
             return
         self._spawn(self._send_file_job(action, job, wire))
 

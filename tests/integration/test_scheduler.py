@@ -18,7 +18,7 @@ from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.agent import Agent
 from lama_desktop.cluster.events import JobState, NodeState
 from lama_desktop.cluster.keys import KeyPair, load_or_create_keypair
-from lama_desktop.cluster.scheduler import PairingFailed, Scheduler
+from lama_desktop.cluster.scheduler import InpaintFailed, PairingFailed, Scheduler
 from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import plan_batch
@@ -148,6 +148,24 @@ def test_interactive_edit_runs_ahead_of_a_queued_batch(tmp_path: Path) -> None:
             scheduler.resume()
             outcomes = await asyncio.wait_for(scheduler.wait_batch(batch), 20)
             assert {o.status for o in outcomes} == {"done"}
+
+    run(body)
+
+
+def test_an_edit_that_keeps_killing_its_worker_fails_its_caller_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    rgb = np.zeros((24, 24, 3), np.uint8)
+    rgb[0, 0] = MARKER  # the crashy engine aborts on this pixel
+    mask = np.zeros((24, 24), np.uint8)
+    mask[4:12, 4:12] = 255
+
+    async def body() -> None:
+        async with cluster(tmp_path, workers=1) as (scheduler, agent):
+            await scheduler.add_node(agent.endpoint, agent.public_key.decode(), "node")
+            with pytest.raises(InpaintFailed, match="3 times"):
+                await asyncio.wait_for(scheduler.inpaint(rgb, mask, SETTINGS), 40)
+            assert not scheduler._interactive  # nothing is left waiting
 
     run(body)
 
