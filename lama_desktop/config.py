@@ -12,6 +12,7 @@ from typing import Any
 
 from lama_desktop.engine.base import BUILTIN_SPECS
 from lama_desktop.engine.hd import HDStrategy
+from lama_desktop.engine.modelstore import default_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ def app_dirs() -> AppDirs:
         config=pick("LAMA_CONFIG_DIR", platformdirs.user_config_dir(APP_NAME, appauthor=False)),
         data=data,
         log=pick("LAMA_LOG_DIR", platformdirs.user_log_dir(APP_NAME, appauthor=False)),
-        # Same rule as engine.modelstore.default_models_dir, so the CLI and the app agree.
-        models=pick("LAMA_MODELS_DIR", str(data / "models")),
+        models=default_models_dir(),  # the workers' rule too: one folder for app, CLI, workers
     )
 
 

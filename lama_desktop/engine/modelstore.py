@@ -51,10 +51,17 @@ class DownloadError(EngineError):
 
 
 def default_models_dir() -> Path:
-    """$LAMA_MODELS_DIR, else the platform's user data folder + /models."""
+    """$LAMA_MODELS_DIR, else the data folder ($LAMA_DATA_DIR or the platform's) + /models.
+
+    The app, the batch command and every worker call this one function, so a model the app
+    downloads is the one its workers load.
+    """
     override = os.environ.get("LAMA_MODELS_DIR")
     if override:
         return Path(override).expanduser()
+    data = os.environ.get("LAMA_DATA_DIR")
+    if data:
+        return Path(data).expanduser() / "models"
     import platformdirs  # only when no folder is given: keeps a worker's import light
 
     return Path(platformdirs.user_data_dir("lama-desktop", appauthor=False)) / "models"

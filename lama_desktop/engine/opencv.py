@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from lama_desktop.engine.base import EngineError, InpaintModel, check_inputs, register
@@ -17,7 +16,9 @@ class OpenCVModel(InpaintModel):
 
     needs_download: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
-    flag: ClassVar[int]
+    # The cv2 constant's name: cv2 is imported only to inpaint, so the desktop's GUI process,
+    # which looks these classes up for memory estimates, never loads it.
+    flag_name: ClassVar[str]
 
     def __init__(self, device: str = "cpu", radius: int = DEFAULT_RADIUS, **options: Any) -> None:
         if device != "cpu":
@@ -39,7 +40,9 @@ class OpenCVModel(InpaintModel):
         binary = np.where(mask > 0, 255, 0).astype(np.uint8)
         # cv2 works in BGR order; inpainting is per channel, but keep IOPaint's order exactly.
         bgr = np.ascontiguousarray(image[:, :, ::-1])
-        result = cv2.inpaint(bgr, binary, self.radius, self.flag)[:, :, ::-1]
+        import cv2
+
+        result = cv2.inpaint(bgr, binary, self.radius, getattr(cv2, self.flag_name))[:, :, ::-1]
         out = np.ascontiguousarray(result)
         keep = binary == 0
         out[keep] = image[keep]
@@ -57,7 +60,7 @@ class OpenCVNavierStokes(OpenCVModel):
 
     name: ClassVar[str] = "opencv-ns"
     title: ClassVar[str] = "OpenCV Navier-Stokes"
-    flag: ClassVar[int] = cv2.INPAINT_NS
+    flag_name: ClassVar[str] = "INPAINT_NS"
 
 
 @register
@@ -66,4 +69,4 @@ class OpenCVTelea(OpenCVModel):
 
     name: ClassVar[str] = "opencv-telea"
     title: ClassVar[str] = "OpenCV Telea"
-    flag: ClassVar[int] = cv2.INPAINT_TELEA
+    flag_name: ClassVar[str] = "INPAINT_TELEA"
