@@ -222,8 +222,10 @@ def _mask_bits(image: Image.Image, lossy: bool) -> np.ndarray:
     if _has_alpha(image):
         rgba = np.asarray(image.convert("RGBA"))
         colour, alpha = rgba[..., :3], rgba[..., 3]
-        if (colour == colour.reshape(-1, 3)[0]).all():
-            return alpha > 0  # one colour everywhere: the strokes live in the alpha channel
+        if (colour == colour.reshape(-1, 3)[0]).all() and alpha.min() < 255:
+            # One colour everywhere and a varying alpha: the strokes live in the alpha
+            # channel. (An opaque one-colour mask is read by its colour: all black is empty.)
+            return alpha > 0
         return (_brightest(colour) > 0) & (alpha > 0)
     if image.mode in {"1", "L", "I", "F"} or image.mode.startswith("I;16"):
         values = np.asarray(image)

@@ -137,6 +137,9 @@ def plan_batch(
         root = images
     else:
         photos, root = [images], images.parent
+        if out_real == root.resolve():
+            # An output next to its photo could replace a different photo of the same stem.
+            raise PlanError("--out is the photo's own folder: choose a separate folder for results")
     if masks.is_dir() and out_real == masks.resolve():
         raise PlanError("--out is the --masks folder: results could replace your masks")
     if not photos:

@@ -59,6 +59,13 @@ def test_alpha_only_mask_uses_the_alpha_channel() -> None:
     np.testing.assert_array_equal(decoded, square_mask())
 
 
+def test_opaque_black_mask_with_an_alpha_channel_erases_nothing() -> None:
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 3] = 255  # an empty mask exported with an (opaque) alpha channel
+    decoded = decode_mask(encode(Image.fromarray(rgba, mode="RGBA")), "empty.png", (40, 30))
+    assert not decoded.any()
+
+
 def test_strokes_on_a_clear_layer() -> None:
     rgba = np.zeros((30, 40, 4), np.uint8)  # transparent black background
     rgba[10:20, 5:25] = (255, 0, 0, 255)  # red strokes

@@ -54,6 +54,12 @@ def test_single_image_file(folders: tuple[Path, Path, Path]) -> None:
     assert [(j.image, j.output) for j in plan.jobs] == [(images / "a.jpg", out / "a.jpg")]
 
 
+def test_single_image_into_its_own_folder_is_refused(folders: tuple[Path, Path, Path]) -> None:
+    images, masks, _out = folders
+    with pytest.raises(PlanError, match="own folder"):
+        plan_batch(images / "a.jpg", masks, images, output_format="png")
+
+
 def test_output_format_changes_extension(folders: tuple[Path, Path, Path]) -> None:
     images, masks, out = folders
     plan = plan_batch(images, masks, out, output_format="webp")
@@ -122,10 +128,8 @@ def test_never_plans_output_over_an_input(folders: tuple[Path, Path, Path]) -> N
         plan_batch(images, masks, masks)
     with pytest.raises(PlanError, match="IMAGES folder"):
         plan_batch(images, images, masks)
-    plan = plan_batch(images / "a.jpg", masks, images)  # single file whose output is itself
-    assert plan.jobs == []
-    assert plan.skipped[0].image == images / "a.jpg"
-    assert "replace an input" in plan.skipped[0].reason
+    with pytest.raises(PlanError, match="own folder"):  # its output would be itself
+        plan_batch(images / "a.jpg", masks, images)
 
 
 def test_two_photos_claiming_one_output(tmp_path: Path) -> None:
