@@ -394,7 +394,10 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 return
         self._quitting = True
-        await self.save_settings()
+        try:
+            await self.save_settings()
+        except Exception:  # a full disk must not keep the app from quitting
+            log.exception("could not save the settings while quitting")
         if Shiboken.isValid(self):  # the window may have been destroyed while saving
             self.quitConfirmed.emit()
 

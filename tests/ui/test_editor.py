@@ -99,6 +99,27 @@ def test_stroke_erases_inside_mask_only_and_undo_restores(
     qloop.run(scenario())
 
 
+def test_an_edit_during_a_save_keeps_the_photo_marked_unsaved(
+    qloop: LoopRunner, editor: EditorWidget, tmp_path: Path
+) -> None:
+    write_photo(tmp_path / "photo.png")
+    rounds = Recorder(editor.roundFinished)
+    target = tmp_path / "photo-cleaned.png"
+
+    async def scenario() -> None:
+        await editor.open_file(tmp_path / "photo.png")
+        await erase(editor, rounds, (100, 100), (180, 120))
+        await erase(editor, rounds, (40, 200), (60, 160))
+        saving = asyncio.ensure_future(editor.save_to(target))
+        await asyncio.sleep(0)  # the write is under way in its thread
+        editor.undo_stack.undo()  # the user goes on while it is written
+        await saving
+        assert target.exists()
+        assert editor.saved_path != target and editor.is_modified()
+
+    qloop.run(scenario())
+
+
 def test_view_tools_brush_keys_compare_and_eraser(
     qloop: LoopRunner, editor: EditorWidget, tmp_path: Path
 ) -> None:

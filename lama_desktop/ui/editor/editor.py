@@ -27,7 +27,13 @@ from PySide6.QtWidgets import (
 from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
 from lama_desktop.engine.base import get_spec
 from lama_desktop.engine.hd import HDConfig, HDStrategy
-from lama_desktop.engine.imageio import Picture, encode_image, read_image, write_atomic
+from lama_desktop.engine.imageio import (
+    OUTPUT_FORMATS,
+    Picture,
+    encode_image,
+    read_image,
+    write_atomic,
+)
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.editor.canvas import Canvas
@@ -237,10 +243,12 @@ class EditorWidget(QWidget):
 
     def _on_stroke_finished(self) -> None:
         if self._settings.run_mode == "release":
-            self._round = self.run_round()
+            self.start_round()
 
     def start_round(self) -> None:
         """Run the painted mask now (the Run button and Ctrl+Return)."""
+        if self._round is not None and not self._round.done():
+            return  # one round at a time; Esc must still reach the one in flight
         self._round = self.run_round()
 
     def cancel_or_clear(self) -> None:
@@ -326,14 +334,20 @@ class EditorWidget(QWidget):
         if picture is None or pixels is None:
             raise ValueError("No photo is open.")
         suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = suffix if suffix in {"png", "jpg", "jpeg", "webp"} else None
+        fmt = suffix if suffix in OUTPUT_FORMATS else None
         quality = self._settings.jpeg_quality
         snapshot = pixels.copy()
+        generation, index = self._generation, self.undo_stack.index()
 
         def write() -> None:
             write_atomic(Path(path), encode_image(picture, snapshot, fmt, quality), overwrite)
 
         await asyncio.get_running_loop().run_in_executor(None, write)
+        if generation != self._generation or index != self.undo_stack.index():
+            # Another photo opened, or an edit landed, while the file was written: the file
+            # holds the earlier state, so the document now shown is not "saved" there.
+            self.statusMessage.emit(f"Saved {Path(path).name} (without the latest changes)")
+            return Path(path)
         self.saved_path = Path(path)
         self.undo_stack.setClean()
         self.documentChanged.emit()
