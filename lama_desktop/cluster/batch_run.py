@@ -220,7 +220,9 @@ async def _use_node(scheduler: Scheduler, spec: str) -> None:
         link = PairingLink.parse(spec)
         for node in known:
             if node.address == link.address and node.server_key == link.server_key:
-                await scheduler.add_node(node.address, node.server_key, node.name)
+                await scheduler.add_node(
+                    node.address, node.server_key, node.name, node_id=node.node_id
+                )
                 return
         await scheduler.pair(link)
         return
@@ -228,7 +230,7 @@ async def _use_node(scheduler: Scheduler, spec: str) -> None:
     match = _find(known, address)
     if match is None:
         raise EngineError(f"{spec} is not a paired node: pair it first with --pair LINK")
-    await scheduler.add_node(match.address, match.server_key, match.name)
+    await scheduler.add_node(match.address, match.server_key, match.name, node_id=match.node_id)
 
 
 def _find(known: list[StoredNode], address: str) -> StoredNode | None:

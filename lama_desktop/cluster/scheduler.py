@@ -121,9 +121,11 @@ class Scheduler:
             self.journal = await loop.run_in_executor(self._db, Journal, self._journal_path)
             if connect_paired:
                 for node in await loop.run_in_executor(self._db, self.journal.nodes):
-                    await self.add_node(node.address, node.server_key, node.name)
+                    await self.add_node(
+                        node.address, node.server_key, node.name, node_id=node.node_id
+                    )
                     if not node.enabled:
-                        self.set_node_enabled(self.links.node_at(node.address) or "", False)
+                        self.set_node_enabled(node.node_id, False)
             if resume:
                 await self._resume()
         self._tasks = [
@@ -167,12 +169,25 @@ class Scheduler:
 
     # ----- nodes ------------------------------------------------------------------------------
 
-    async def add_node(self, address: str, server_key: str, name: str, local: bool = False) -> str:
-        """Connect to an (already paired) agent; returns its node id. HELLO goes out at once."""
+    async def add_node(
+        self,
+        address: str,
+        server_key: str,
+        name: str,
+        local: bool = False,
+        node_id: str | None = None,
+    ) -> str:
+        """Connect to an (already paired) agent; returns its node id. HELLO goes out at once.
+
+        `node_id`: the id the journal stored it under, so removing or disabling it later
+        reaches its row.
+        """
         existing = self.links.node_at(address)
         if existing is not None:
             return existing
-        node_id = "local" if local and "local" not in self.peers else f"n-{secrets.token_hex(4)}"
+        if node_id is None:
+            local_free = local and "local" not in self.peers
+            node_id = "local" if local_free else f"n-{secrets.token_hex(4)}"
         self.links.connect(Peer(node_id, address, server_key, name, local))
         self._apply(self.state.add_node(node_id, name, address, self.clock(), local=local))
         self._hello(self.peers[node_id])

@@ -240,3 +240,37 @@ def test_garbage_oversized_and_other_version_from_a_node_never_stop_the_schedule
             assert result_rgb.node == "node"
 
     run(body)
+
+
+def test_disabling_and_removing_a_paired_node_survive_a_restart(tmp_path: Path) -> None:
+    from lama_desktop.cluster.journal import Journal, StoredNode
+
+    journal_path = tmp_path / "journal.sqlite3"
+    journal = Journal(journal_path)
+    key = zmq.curve_keypair()[0].decode()
+    journal.save_node(StoredNode("n-studio", "studio", "tcp://127.0.0.1:9", key, True, 1.0))
+    journal.close()
+    keypair = load_or_create_keypair(tmp_path / "desktop.key")
+
+    async def started() -> Scheduler:
+        scheduler = Scheduler(journal=journal_path, keypair=keypair, name="desk")
+        await scheduler.start()
+        return scheduler
+
+    async def body() -> None:
+        scheduler = await started()
+        assert list(scheduler.state.nodes) == ["n-studio"]  # the journal's id, not a new one
+        scheduler.set_node_enabled("n-studio", False)
+        await scheduler.stop()
+
+        scheduler = await started()
+        [view] = scheduler.snapshot().nodes
+        assert view.node_id == "n-studio" and not view.enabled
+        scheduler.remove_node("n-studio")
+        await scheduler.stop()
+
+        scheduler = await started()
+        assert scheduler.snapshot().nodes == ()
+        await scheduler.stop()
+
+    run(body)
