@@ -11,15 +11,16 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from lama_desktop.cluster.events import Event, JobChanged, JobState, NodeState
+from lama_desktop.cluster.events import Event, JobChanged, NodeState
 from lama_desktop.cluster.journal import Journal, StoredNode
 from lama_desktop.cluster.keys import PairingLink, load_or_create_keypair
+from lama_desktop.cluster.records import FINAL
 from lama_desktop.cluster.scheduler import Scheduler
-from lama_desktop.engine.base import EngineError, get_spec
+from lama_desktop.engine.base import EngineError, get_spec, resolve_auto_model
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome
 
@@ -27,12 +28,11 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1
-PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_S = 10.0  # a per-node throughput line this often while the batch runs
 # An agent's READY lists the models found on its disk; its workers add any engine a plugin
 # registers once they are up. Wait this long after every node is ready before saying that no
 # node has the model.
-MODELS_SETTLE_S = 10.0  # a per-node throughput line this often while the batch runs
-_FINAL = {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
+MODELS_SETTLE_S = 10.0
 
 
 @dataclass
@@ -73,6 +73,8 @@ def run_plan(
     """
     if local_workers == 0 and not nodes and not pair:
         raise EngineError("--local-workers 0 needs at least one --node or --pair")
+    if settings.model == "auto":  # routing needs a real model name (the CLI resolves it too)
+        settings = replace(settings, model=resolve_auto_model()[0])
     try:
         return asyncio.run(
             _run(
@@ -157,7 +159,7 @@ async def _run(
         def on_event(event: Event) -> None:
             if not isinstance(event, JobChanged) or event.job.batch_id != batch_id:
                 return
-            if event.job.state not in _FINAL:
+            if event.job.state not in FINAL:
                 return
             outcome = scheduler.outcome(event.job.job_id)
             if outcome.status == "done" and outcome.node:

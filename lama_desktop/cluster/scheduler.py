@@ -763,4 +763,7 @@ class Scheduler:
             for update in updates:
                 await loop.run_in_executor(self._db, journal.update_batch, *update)
         except Exception:
+            # Keep them dirty: the next flush tries again, so no finished job is forgotten.
+            self._dirty_jobs |= jobs
+            self._dirty_batches |= batches
             log.exception("could not write the journal")

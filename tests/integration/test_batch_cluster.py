@@ -122,3 +122,11 @@ def test_a_model_no_node_has_fails_the_batch_at_once_with_how_to_get_it(tmp_path
     with pytest.raises(EngineError, match=r"no node has the model 'lama'.*models download lama"):
         run_plan(plan, JobSettings(model="lama"), local_workers=1)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_auto_model_is_resolved_before_routing(tmp_path: Path) -> None:
+    images, masks = make_folder(tmp_path, 2)
+    outcomes = run_plan(
+        plan_batch(images, masks, tmp_path / "out"), JobSettings(model="auto"), local_workers=1
+    )
+    assert [o.status for o in outcomes] == ["done", "done"]  # OpenCV: no LaMa file here
