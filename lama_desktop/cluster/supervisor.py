@@ -29,6 +29,7 @@ BACKOFF_MAX_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a worker up this long resets its backoff
 STOP_GRACE_S = 5.0
 WORKER_SILENCE_S = 10.0  # a worker that says nothing this long is hung; it is killed
+WORKER_START_S = 120.0  # how long a new worker may take before its first message
 
 
 class WorkerStatus(StrEnum):
@@ -243,7 +244,13 @@ class WorkerSupervisor:
                     log.warning("worker %s ignored SIGTERM; killing it", slot.worker_id)
                     slot.kill_at = None
                     slot.process.kill()
-                elif slot.status != WorkerStatus.STOPPING and now - slot.last_seen > self.silence:
+                elif slot.status != WorkerStatus.STOPPING and now - slot.last_seen > (
+                    # A new worker is still importing (torch from a cold disk can take tens of
+                    # seconds); only a worker that has spoken once is held to `silence`.
+                    max(self.silence, WORKER_START_S)
+                    if slot.last_seen == slot.started_at
+                    else self.silence
+                ):
                     log.warning(
                         "worker %s silent for %.0f s; killing it",
                         slot.worker_id,

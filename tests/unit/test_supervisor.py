@@ -188,6 +188,18 @@ def test_a_silent_worker_is_killed_and_restarted() -> None:
     assert event.crashed
 
 
+def test_a_new_worker_gets_time_to_import_before_it_counts_as_silent() -> None:
+    from lama_desktop.cluster.supervisor import WORKER_START_S
+
+    spawn = Spawner()
+    sup = WorkerSupervisor(spawn, silence=5.0)
+    sup.set_count(["cpu"], now=0.0)
+    sup.tick(30.0)  # never heard from yet: still importing, not hung
+    assert spawn.latest("w0").signals == []
+    sup.tick(WORKER_START_S + 1)
+    assert spawn.latest("w0").signals == [signal.SIGKILL]
+
+
 def test_a_spawn_that_fails_is_retried_later() -> None:
     calls = []
 
