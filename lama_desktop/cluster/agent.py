@@ -471,15 +471,22 @@ class Agent:
         self._dispatch()
 
     def _on_cancel(self, session: DesktopSession, msg: Cancel) -> None:
+        """Withdraw a queued job or stop a running one, if it is this desktop's own."""
+
+        def own(entry: QueuedJob) -> bool:
+            return entry.desktop == session.routing_id and entry.key == session.key
+
         for queued in list(self.queue):
-            if queued.job.job == msg.job:
+            if queued.job.job == msg.job and own(queued):
                 self.queue.remove(queued)
                 self._send_front(
                     session.routing_id, Failed(job=msg.job, reason="cancelled", cancelled=True)
                 )
                 return
         running = self.running.get(msg.job)
-        if running is not None and running.worker is not None and self.supervisor is not None:
+        if running is None or not own(running):
+            return
+        if running.worker is not None and self.supervisor is not None:
             log.info("cancelling job %s: stopping worker %s", msg.job, running.worker)
             running.cancelled = True
             self.supervisor.stop_job(running.worker, time.monotonic())
@@ -578,25 +585,35 @@ class Agent:
         while True:
             await asyncio.sleep(TICK_S)
             assert self.supervisor is not None
-            for event in self.supervisor.tick(time.monotonic()):
-                self._on_exit(event)
-            self._dispatch()
+            try:
+                for event in self.supervisor.tick(time.monotonic()):
+                    self._on_exit(event)
+                self._dispatch()
+            except Exception:  # one bad tick must not end restarts and dispatch for good
+                log.exception("agent tick failed")
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
-            assert self.supervisor is not None
-            now = time.monotonic()
-            for rid, session in list(self.sessions.items()):
-                if now - session.last_seen > MISSED_HEARTBEATS * self.heartbeat:
-                    log.warning("desktop %s silent; dropping it", session.name or session.key)
-                    self._drop_session(rid)
-            busy = len(self.running)
-            metrics = hardware.metrics(busy_slots=busy, jobs_done=self.stats.jobs_done)
-            for session in self.sessions.values():
-                if session.greeted and self._is_paired(session.key):
-                    self._send_front(session.routing_id, Heartbeat(metrics=metrics))
-            for slot in self.supervisor.slots.values():
-                if slot.process is not None:
-                    self._send_worker(slot.worker_id, Heartbeat())
-            self._refresh_models()
+            try:
+                self._beat_once()
+            except Exception:  # one bad beat must not end heartbeats for good
+                log.exception("agent heartbeat failed")
+
+    def _beat_once(self) -> None:
+        """Drop silent desktops; heartbeats with metrics to desktops and to workers."""
+        assert self.supervisor is not None
+        now = time.monotonic()
+        for rid, session in list(self.sessions.items()):
+            if now - session.last_seen > MISSED_HEARTBEATS * self.heartbeat:
+                log.warning("desktop %s silent; dropping it", session.name or session.key)
+                self._drop_session(rid)
+        busy = len(self.running)
+        metrics = hardware.metrics(busy_slots=busy, jobs_done=self.stats.jobs_done)
+        for session in self.sessions.values():
+            if session.greeted and self._is_paired(session.key):
+                self._send_front(session.routing_id, Heartbeat(metrics=metrics))
+        for slot in self.supervisor.slots.values():
+            if slot.process is not None:
+                self._send_worker(slot.worker_id, Heartbeat())
+        self._refresh_models()
