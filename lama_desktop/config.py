@@ -211,12 +211,22 @@ def _file_values(path: Path) -> dict[str, object]:
 def load_settings(path: Path | None = None) -> AppSettings:
     """Defaults, then the settings file, then LAMA_* variables (which raise on a bad value)."""
     path = path or app_dirs().settings_file
-    settings = AppSettings(**_file_values(path))  # type: ignore[arg-type]
+    values = _file_values(path)
+    settings = AppSettings(**values)  # type: ignore[arg-type]
     try:
         settings.validate()
-    except ConfigError as exc:
-        log.warning("settings file %s: %s; using the defaults", path, exc)
-        settings = AppSettings()
+    except ConfigError:
+        # Keep every value that is valid with the ones kept so far; only a bad one falls back
+        # to its default (a single typo must not cost the user recent files and the rest).
+        kept: dict[str, object] = {}
+        for key, value in values.items():
+            try:
+                AppSettings(**{**kept, key: value}).validate()  # type: ignore[arg-type]
+            except ConfigError as exc:
+                log.warning("settings file %s: %s; %s uses its default", path, exc, key)
+            else:
+                kept[key] = value
+        settings = AppSettings(**kept)  # type: ignore[arg-type]
     env = _env_overrides()
     overridden = dataclasses.replace(settings, **env)  # type: ignore[arg-type]
     overridden.validate()

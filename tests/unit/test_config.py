@@ -81,6 +81,15 @@ def test_broken_file_falls_back_to_defaults(dirs: Path, caplog: pytest.LogCaptur
     assert "unknown setting 'what'" in caplog.text
 
 
+def test_one_out_of_range_value_costs_only_that_setting(dirs: Path) -> None:
+    path = app_dirs().settings_file
+    path.parent.mkdir(parents=True)
+    path.write_text('brush_size = 100000\nmodel = "opencv-telea"\n', encoding="utf-8")
+    settings = load_settings()
+    assert settings.model == "opencv-telea"
+    assert settings.brush_size == AppSettings().brush_size
+
+
 def test_recent_files_are_unique_and_capped(dirs: Path) -> None:
     settings = AppSettings()
     for i in range(15):
