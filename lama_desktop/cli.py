@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lama_desktop import __version__
 
@@ -28,10 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _wants_window(argv: list[str]) -> bool:
-    """No arguments, or a single photo path (which may itself start with a dash only as '-')."""
+    """No arguments, or a single photo: an existing path or a file name with an extension.
+
+    A bare word that is neither (`lama-desktop bacth`) is a mistyped command, which the
+    parser answers with the list of commands instead of a window that cannot open it.
+    """
     if not argv:
         return True
-    return len(argv) == 1 and argv[0] not in _COMMANDS and not argv[0].startswith("-")
+    if len(argv) != 1 or argv[0] in _COMMANDS or argv[0].startswith("-"):
+        return False
+    return Path(argv[0]).exists() or bool(Path(argv[0]).suffix)
 
 
 def _start_window(photo: str | None) -> int:

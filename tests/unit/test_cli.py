@@ -40,6 +40,13 @@ def test_one_photo_opens_it_in_the_window(fake_app: list[str | None]) -> None:
     assert fake_app == ["holiday photo.jpg"]
 
 
+def test_a_mistyped_command_is_a_usage_error_not_a_window(
+    fake_app: list[str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bacth"]) == 2
+    assert fake_app == [] and "invalid choice" in capsys.readouterr().err
+
+
 def test_window_unavailable_is_explained(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
