@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
 
     def _update_workers(self) -> None:
         """Say whether this computer's workers are still warming up (they import the engine)."""
+        self._sync_local_node()  # the local node joins after a start with its workers off
         local = [n for n in self.bridge.nodes() if n.local]
         if not self.settings.local_workers:
             self.workers_label.setText("Local workers: off")
@@ -329,14 +330,28 @@ class MainWindow(QMainWindow):
         old_workers = self.settings.workers()
         self.settings.__dict__.update(settings.__dict__)
         self.editor.reload_settings()
-        if self.agent is not None and settings.workers() != old_workers:
-            self.agent.set_workers(settings.workers())
+        if settings.workers() != old_workers:
+            self._apply_local_workers()
         self.scheduler.set_job_timeout(settings.job_timeout)
         await self.save_settings()
 
     def _on_local_workers_toggled(self, on: bool) -> None:
         self.settings.local_workers = on
+        self._apply_local_workers()
+
+    def _apply_local_workers(self) -> None:
+        """One meaning for "this computer's workers" on or off, from the Nodes panel's box or
+        the settings dialog: the local agent runs the workers the settings ask for (or none)
+        and the local node is enabled to match."""
+        if self.agent is not None:
+            self.agent.set_workers(self.settings.workers())
+        self._sync_local_node()
         self._update_workers()
+
+    def _sync_local_node(self) -> None:
+        local = next((n for n in self.bridge.nodes() if n.local), None)
+        if local is not None and local.enabled != self.settings.local_workers:
+            self.scheduler.set_node_enabled(local.node_id, self.settings.local_workers)
 
     def show_logs(self) -> None:
         from lama_desktop.ui.log_view import LogView

@@ -73,5 +73,10 @@ def test_applied_settings_take_effect_without_restart(
 
         qloop.wait_until(lambda: local_slots() == 0, timeout=15)
         assert window.workers_label.text() == "Local workers: off"
+
+        # The Nodes panel's checkbox brings them back, even though they were stopped.
+        window.nodes_panel.local_box.setChecked(True)
+        qloop.wait_until(lambda: local_slots() > 0, timeout=15)
+        assert window.settings.local_workers is True
     finally:
         window.shutdown()
