@@ -213,6 +213,9 @@ def test_save_keeps_format_and_asks_before_overwriting_original(
             assert saved.format == "JPEG" and saved.size == (320, 240)
         with pytest.raises(FileExistsError):
             await editor.save_to(target)  # an existing file is never replaced silently
+        with pytest.raises(ValueError, match=r"\.tif"):
+            await editor.save_to(tmp_path / "photo.tif")  # JPEG bytes under a TIFF name: no
+        assert not (tmp_path / "photo.tif").exists()
 
         editor.saved_path = None  # plain Save with no Save As: the target is the original
         task = window.save()

@@ -31,6 +31,7 @@ from lama_desktop.engine.imageio import (
     OUTPUT_FORMATS,
     Picture,
     encode_image,
+    output_extension,
     read_image,
     write_atomic,
 )
@@ -335,6 +336,13 @@ class EditorWidget(QWidget):
             raise ValueError("No photo is open.")
         suffix = Path(path).suffix.lower().lstrip(".")
         fmt = suffix if suffix in OUTPUT_FORMATS else None
+        own = output_extension(picture, None).lstrip(".")
+        if fmt is None and suffix not in {own, "tiff" if own == "tif" else own}:
+            # Never JPEG bytes under a .tif name: the name says the format.
+            raise ValueError(
+                f"Cannot save as .{suffix or '(no extension)'}: choose .png, .jpg or .webp, "
+                f"or the photo's own .{own}."
+            )
         quality = self._settings.jpeg_quality
         snapshot = pixels.copy()
         generation, index = self._generation, self.undo_stack.index()
