@@ -528,7 +528,7 @@ class Scheduler:
                 await loop.run_in_executor(
                     self._io, write_output, output, payload[0], batch.overwrite
                 )
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # any write error fails the job with its reason
                 self._apply(self.state.output_failed(job_id, str(exc), self.clock()))
             else:
                 self._apply(self.state.output_written(job_id, self.clock()))
@@ -539,7 +539,14 @@ class Scheduler:
         # Keep a reference until done: the loop holds tasks only weakly.
         task = asyncio.get_running_loop().create_task(work)
         self._io_tasks.add(task)
-        task.add_done_callback(self._io_tasks.discard)
+        task.add_done_callback(self._io_task_done)
+
+    def _io_task_done(self, task: asyncio.Task[None]) -> None:
+        self._io_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The coroutines turn expected errors into failed jobs; anything else is a bug,
+            # logged here rather than at garbage collection (the job then times out).
+            log.error("scheduler I/O task failed", exc_info=task.exception())
 
     def _finish_batch(self, batch_id: str) -> None:
         batch = self._batches.get(batch_id)
