@@ -134,6 +134,7 @@ class ModelStore:
                 f"Downloaded {spec.filename} from {source} is corrupt: md5 {actual}, expected "
                 f"{spec.md5}. The bad file was removed; run the command again."
             )
+        _fsync(part)  # on disk before it gets the final name: a crash never leaves half a model
         os.replace(part, target)
         return target
 
@@ -194,6 +195,16 @@ class ModelStore:
         target = self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(target.name + ".copying")
-        shutil.copyfile(src, temp)
-        os.replace(temp, target)
+        try:
+            shutil.copyfile(src, temp)
+            _fsync(temp)
+            os.replace(temp, target)
+        except BaseException:  # disk full, Ctrl-C: no half-copied file stays behind
+            temp.unlink(missing_ok=True)
+            raise
         return target
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
