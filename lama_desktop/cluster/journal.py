@@ -8,6 +8,7 @@ batch is recognised as this batch's own work (see `Journal.unfinished`).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 _OPEN_BATCH_STATES = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,16 @@ class Journal:
                 tuple(str(s) for s in _OPEN_BATCH_STATES),
             ).fetchall()
         result = []
-        for batch in (_batch(row) for row in rows):
+        for row in rows:
+            try:
+                batch, stored_jobs = _batch(row), self.jobs(row[0])
+            except (ValueError, KeyError, TypeError) as exc:  # json errors are ValueErrors
+                # A damaged row (or one from another version) is named and left alone; the
+                # other batches still resume and the app still starts.
+                log.error("journal: batch %s cannot be read (%s); not resumed", row[0], exc)
+                continue
             jobs = []
-            for job in self.jobs(batch.batch_id):
+            for job in stored_jobs:
                 if job.state in (JobState.QUEUED, JobState.RUNNING) and _written_since(
                     Path(job.output), batch.created
                 ):

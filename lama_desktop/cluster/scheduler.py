@@ -293,12 +293,19 @@ class Scheduler:
         assert self.journal is not None
         loop = asyncio.get_running_loop()
         for stored, jobs in await loop.run_in_executor(self._db, self.journal.unfinished):
+            try:
+                # Checked before anything is kept: a batch written by another version (or a
+                # damaged row) is skipped and named, and the app still starts.
+                settings = JobSettings.from_dict(stored.settings)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("cannot resume batch %s from the journal (%s); left as it is",
+                          stored.name, exc)  # fmt: skip
+                continue
             planned = {
                 j.job_id: PlannedJob(Path(j.image), Path(j.mask), Path(j.output)) for j in jobs
             }
             batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
-            settings = JobSettings.from_dict(stored.settings)
             memory = estimate_memory(settings)
             specs = [
                 JobSpec(

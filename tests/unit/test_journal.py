@@ -85,6 +85,25 @@ def test_finished_batches_are_not_resumed(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_a_damaged_batch_row_is_skipped_and_the_others_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    batch, jobs = make_batch(tmp_path)
+    journal.add_batch(batch, jobs)
+    other = StoredBatch("b2", "broken", str(tmp_path / "o2"), {}, False, BatchState.QUEUED)
+    journal.add_batch(other, [StoredJob("k0", "b2", 0, "/in/x.jpg", "/m/x.png", "/o2/x.jpg")])
+    journal.close()
+    with sqlite3.connect(path) as db:  # another version wrote a state this one does not know
+        db.execute("UPDATE jobs SET state='teleported' WHERE job_id='k0'")
+    journal = Journal(path)
+    resumed = journal.unfinished()
+    assert [b.batch_id for b, _ in resumed] == ["b1"]
+    assert "b2 cannot be read" in caplog.text
+    journal.close()
+
+
 def test_output_written_after_submission_but_not_journaled_counts_as_done(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     batch, jobs = make_batch(tmp_path, created=time.time() - 60)
