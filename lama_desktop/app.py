@@ -16,14 +16,20 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from lama_desktop.config import AppDirs, AppSettings, ConfigError, app_dirs, load_settings
+from lama_desktop.config import (
+    LOG_FILE,
+    AppDirs,
+    AppSettings,
+    ConfigError,
+    app_dirs,
+    load_settings,
+)
 
 log = logging.getLogger("lama_desktop.app")
 
 # Set by tests and benchmarks: quit on its own once the window is shown and the cluster is up,
 # writing a JSON report (timings, memory, whether torch was imported) to this path.
 STARTUP_REPORT_ENV = "LAMA_STARTUP_REPORT"
-LOG_FILE = "lama-desktop.log"
 # Seconds since the process started at each step of the start-up (for the startup report).
 phases: dict[str, float] = {}
 

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "lama-desktop"
 SETTINGS_FILE = "settings.toml"
+LOG_FILE = "lama-desktop.log"  # in AppDirs.log; written by app.py, shown by Help > Logs
 MAX_RECENT_FILES = 10
 
 MODELS = tuple(spec.name for spec in BUILTIN_SPECS)

@@ -245,8 +245,3 @@ def refusal_for(error: VersionMismatch) -> Refuse:
         f"this side speaks {PROTOCOL_VERSION}",
         peer_version=error.peer_version,
     )
-
-
-def payload_size(payload: Sequence[Buffer]) -> int:
-    """Total bytes in payload frames (for metrics and limits)."""
-    return sum(memoryview(part).nbytes for part in payload)

@@ -480,17 +480,6 @@ class SchedulerState:
                 self._update_batch(item, now)
         return self._flush()
 
-    def forget_batch(self, batch_id: str) -> list[Action]:
-        """Drop a finished batch from memory (the journal keeps its record)."""
-        batch = self.batches.pop(batch_id, None)
-        if batch is None:
-            return []
-        for job_id in batch.job_ids:
-            self.jobs.pop(job_id, None)
-        self._queues.pop(batch_id, None)
-        self._out.append(Publish(BatchChanged(batch.view(self, 0.0), removed=True)))
-        return self._flush()
-
     def forget_job(self, job_id: str) -> None:
         """Drop a finished interactive job from memory."""
         job = self.jobs.get(job_id)

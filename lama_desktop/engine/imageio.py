@@ -198,10 +198,11 @@ def _to_rgb(
 
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     """Read and decode a photo from disk; the file is opened read-only and never changed."""
-    return decode_image(_read_bytes(path), str(path), max_pixels)
+    return decode_image(read_bytes(path), str(path), max_pixels)
 
 
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file, or an ImageError that says plainly why it cannot be read."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError as exc:
@@ -267,7 +268,7 @@ def read_mask(
     path: str | os.PathLike[str], size: tuple[int, int], resize: bool = False
 ) -> np.ndarray:
     """Read a mask file from disk; see `decode_mask`."""
-    return decode_mask(_read_bytes(path), str(path), size, resize)
+    return decode_mask(read_bytes(path), str(path), size, resize)
 
 
 def output_extension(picture: Picture, fmt: str | None) -> str:

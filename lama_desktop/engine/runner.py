@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from lama_desktop.engine.base import EngineError, InpaintModel
-from lama_desktop.engine.imageio import write_atomic
+from lama_desktop.engine.imageio import read_bytes, write_atomic
 from lama_desktop.engine.pipeline import JobSettings, process_bytes
 from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlannedJob
 
@@ -19,17 +18,10 @@ def run_job(job: PlannedJob, settings: JobSettings, model: InpaintModel, overwri
     """Read, clean and atomically write one job; raises on any problem with it."""
     if job.output.resolve() in {job.image.resolve(), job.mask.resolve()}:
         raise EngineError(f"{job.output}: refusing to write over an input file")
-    image_bytes = _read(job.image)
-    mask_bytes = _read(job.mask)
+    image_bytes = read_bytes(job.image)
+    mask_bytes = read_bytes(job.mask)
     data = process_bytes(image_bytes, str(job.image), mask_bytes, str(job.mask), settings, model)
     write_atomic(job.output, data, overwrite=overwrite)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise EngineError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _reason(exc: Exception) -> str:

@@ -34,6 +34,14 @@ def run_command(result: Any) -> None:
         _finish(result)
 
 
+def toggle_queue(bridge: ClusterBridge, scheduler: Any) -> None:
+    """Pause the whole queue (running jobs finish), or resume it when it is paused.
+
+    The menu, the Queue panel and the tray all offer this one command.
+    """
+    run_command(scheduler.resume() if bridge.is_paused() else scheduler.pause())
+
+
 class ClusterBridge(QObject):
     """Subscribes to an EventBus and turns each event into a Qt signal on the GUI thread.
 

@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lama_desktop.config import LOG_FILE
 from lama_desktop.ui.async_slot import async_slot
 
-LOG_FILE = "lama-desktop.log"
 TAIL_BYTES = 256 * 1024
 
 

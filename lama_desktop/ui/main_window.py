@@ -15,7 +15,7 @@ from shiboken6 import Shiboken
 from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
 from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
-from lama_desktop.ui.bridge import run_command
+from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
 
@@ -152,13 +152,13 @@ class MainWindow(QMainWindow):
         self.pause_action.setText("&Resume queue" if self.bridge.is_paused() else "&Pause queue")
 
     def toggle_queue(self) -> None:
-        """Pause the whole queue (running jobs finish), or resume it."""
-        run_command(self.scheduler.resume() if self.bridge.is_paused() else self.scheduler.pause())
+        """Pause the whole queue, or resume it (see bridge.toggle_queue)."""
+        toggle_queue(self.bridge, self.scheduler)
 
     # -- status -------------------------------------------------------------------------
 
     def _on_round_finished(self, node: str, seconds: float) -> None:
-        worker = getattr(self.editor.last_result, "seconds", None)
+        worker = self.editor.last_worker_seconds
         detail = f" (inpainting {worker * 1000:.0f} ms)" if worker else ""
         self.last_edit_label.setText(f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}")
 

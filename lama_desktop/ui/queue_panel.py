@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from lama_desktop.cluster.events import BatchState, BatchView, JobState, JobView
-from lama_desktop.ui.bridge import ClusterBridge, run_command
+from lama_desktop.ui.bridge import ClusterBridge, run_command, toggle_queue
 from lama_desktop.ui.queue_model import (
     FAILED_ROLE,
     PROGRESS_COLUMN,
@@ -204,8 +204,8 @@ class QueuePanel(QWidget):
     # -- commands ------------------------------------------------------------------------
 
     def toggle_queue(self) -> None:
-        """Pause the whole queue (running jobs finish), or resume it."""
-        run_command(self.scheduler.resume() if self.bridge.is_paused() else self.scheduler.pause())
+        """Pause the whole queue, or resume it (see bridge.toggle_queue)."""
+        toggle_queue(self.bridge, self.scheduler)
 
     def toggle_batch(self) -> None:
         """Pause or resume the selected batch."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QMetaMethod, QObject, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon, QWidget
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from lama_desktop.cluster.events import BatchChanged, BatchState, BatchView
-from lama_desktop.ui.bridge import ClusterBridge, run_command
+from lama_desktop.ui.bridge import ClusterBridge, toggle_queue
 from lama_desktop.ui.icons import TrayIconPainter
 from lama_desktop.ui.queue_model import finished_jobs, format_eta
 
@@ -117,15 +117,12 @@ class TrayIcon(QSystemTrayIcon):
         self._update_menu()
 
     def toggle_queue(self) -> None:
-        """Pause the queue, or resume it when paused."""
-        run_command(self.scheduler.resume() if self.bridge.is_paused() else self.scheduler.pause())
+        """Pause the whole queue, or resume it (see bridge.toggle_queue)."""
+        toggle_queue(self.bridge, self.scheduler)
 
     def request_quit(self) -> None:
         """Ask the app to quit; the main window's quit path asks about unfinished work."""
-        if self.isSignalConnected(QMetaMethod.fromSignal(self.quitRequested)):
-            self.quitRequested.emit()
-        else:
-            QApplication.quit()
+        self.quitRequested.emit()
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

@@ -77,7 +77,7 @@ class EditorWidget(QWidget):
         self.picture: Picture | None = None
         self._generation = 0  # bumps when another photo opens, so a late result is dropped
         self._running = False
-        self.last_result: Any = None  # the scheduler's answer to the latest round
+        self.last_worker_seconds: float | None = None  # inpainting time of the latest round
         self._round: asyncio.Future[Any] | None = None
         self.undo_stack = QUndoStack(self)
         self.canvas = Canvas(self)
@@ -295,7 +295,7 @@ class EditorWidget(QWidget):
             # An undo or redo changed the photo meanwhile: this result belongs to old pixels.
             self.statusMessage.emit("The photo changed while the edit ran; run it again.")
             return
-        self.last_result = result
+        self.last_worker_seconds = result.seconds
         self.canvas.clear_mask()
         if box is None:
             self.statusMessage.emit("The edit changed nothing.")
