@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lama_desktop.cluster.events import BatchState, JobState
+from lama_desktop.cluster.journal_salvage import JournalRecovery, find_damage, move_aside, salvage
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -112,9 +113,16 @@ class Journal:
     """The journal database. Thread-safe: the scheduler calls it from one executor thread."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the journal; a damaged one is moved aside and what reads is kept.
+
+        `recovery` then says so (the scheduler and the app show it); otherwise it is None.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.recovery: JournalRecovery | None = None
+        problem = find_damage(path)
+        damaged = move_aside(path) if problem is not None else None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -132,6 +140,44 @@ class Journal:
                 raise RuntimeError(
                     f"{path}: journal schema {row[0]} is not the supported {SCHEMA_VERSION}"
                 )
+        if damaged is not None and problem is not None:
+            self.recovery = self._take_over(damaged, problem)
+            log.warning("journal: %s", self.recovery.message())
+
+    def _take_over(self, damaged: Path, problem: str) -> JournalRecovery:
+        """Copy what still reads from the damaged file: paired nodes first, then open batches."""
+        found = salvage(damaged, ("nodes", "batches", "jobs"))
+        lost = found.lost
+        nodes = 0
+        for row in found.tables.get("nodes", []):
+            try:
+                self.save_node(_node(row))
+                nodes += 1
+            except (sqlite3.Error, ValueError, TypeError, IndexError):
+                lost += 1
+        jobs: dict[str, list[StoredJob]] = {}
+        for row in found.tables.get("jobs", []):
+            try:
+                job = _job(row)
+            except (ValueError, TypeError, IndexError):
+                lost += 1
+                continue
+            jobs.setdefault(job.batch_id, []).append(job)
+        batches = kept_jobs = 0
+        for row in found.tables.get("batches", []):
+            try:
+                batch = _batch(row)
+                if batch.state not in _OPEN_BATCH_STATES:
+                    continue
+                these = sorted(jobs.get(batch.batch_id, []), key=lambda j: j.seq)
+                self.add_batch(batch, these)
+            except (sqlite3.Error, ValueError, TypeError, IndexError) as exc:
+                log.error("journal: batch %r not recovered (%s)", row[:2], exc)
+                lost += 1
+                continue
+            batches += 1
+            kept_jobs += len(these)
+        return JournalRecovery(damaged, problem, nodes, batches, kept_jobs, lost)
 
     def close(self) -> None:
         with self._lock:
@@ -271,7 +317,7 @@ class Journal:
         """Every paired node, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM nodes ORDER BY added").fetchall()
-        return [StoredNode(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+        return [_node(r) for r in rows]
 
 
 def _written_since(path: Path, since: float) -> bool:
@@ -296,6 +342,13 @@ def _job_row(job: StoredJob) -> tuple[Any, ...]:
         job.seconds,
         job.node,
     )
+
+
+def _node(row: tuple[Any, ...]) -> StoredNode:
+    node = StoredNode(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+    if not all(isinstance(v, str) for v in (node.node_id, node.name, node.address)):
+        raise TypeError(f"node row {row[:2]!r} holds no text where text belongs")
+    return node
 
 
 def _batch(row: tuple[Any, ...]) -> StoredBatch:
