@@ -86,9 +86,15 @@ class EmbeddedCluster:
     async def start(self) -> None:
         """Start the scheduler (it resumes unfinished batches), then the local agent."""
         from lama_desktop.cluster.agent import Agent
+        from lama_desktop.cluster.events import Notice
         from lama_desktop.cluster.keys import load_or_create_keypair
 
         await self.scheduler.start()
+        journal = self.scheduler.journal
+        if journal is not None and journal.recovery is not None:  # the window subscribes to it
+            self.scheduler.events.publish(
+                Notice("Job journal replaced", journal.recovery.message())
+            )
         agent_dir = self.dirs.data / "local-agent"
         agent_dir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(
