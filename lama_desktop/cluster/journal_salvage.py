@@ -1,9 +1,8 @@
 """A damaged journal: found on open (PRAGMA quick_check), moved aside, and its readable rows read.
 
 SQLite's advice for a corrupt database is to stop writing to it, keep the file for a post-mortem
-and copy out what can still be read. This module does the first and the last without knowing the
-journal's schema: it hands back raw rows, table by table, and the `Journal` turns them into its
-records (it is the one that knows which rows are worth keeping).
+and copy out what can still be read: `find_damage`, `move_aside`, then `recover_into` a fresh
+journal, row by row, skipping the rows of damaged pages.
 """
 
 from __future__ import annotations
@@ -13,7 +12,18 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from lama_desktop.cluster.journal_rows import (
+    OPEN_BATCH_STATES,
+    StoredJob,
+    batch_from_row,
+    job_from_row,
+    node_from_row,
+)
+
+if TYPE_CHECKING:
+    from lama_desktop.cluster.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +193,39 @@ class JournalRecovery:
             f"The job journal was damaged ({self.problem}) and was replaced by a new one; "
             f"the damaged file was kept as {self.damaged}. {kept}{lost}."
         )
+
+
+def recover_into(journal: Journal, damaged: Path, problem: str) -> JournalRecovery:
+    """Copy what still reads from the damaged file: paired nodes first, then open batches."""
+    found = salvage(damaged, ("nodes", "batches", "jobs"))
+    lost = found.lost
+    nodes = 0
+    for row in found.tables.get("nodes", []):
+        try:
+            journal.save_node(node_from_row(row))
+            nodes += 1
+        except (sqlite3.Error, ValueError, TypeError, IndexError):
+            lost += 1
+    jobs: dict[str, list[StoredJob]] = {}
+    for row in found.tables.get("jobs", []):
+        try:
+            job = job_from_row(row)
+        except (ValueError, TypeError, IndexError):
+            lost += 1
+            continue
+        jobs.setdefault(job.batch_id, []).append(job)
+    batches = kept_jobs = 0
+    for row in found.tables.get("batches", []):
+        try:
+            batch = batch_from_row(row)
+            if batch.state not in OPEN_BATCH_STATES:
+                continue
+            these = sorted(jobs.get(batch.batch_id, []), key=lambda j: j.seq)
+            journal.add_batch(batch, these)
+        except (sqlite3.Error, ValueError, TypeError, IndexError) as exc:
+            log.error("journal: batch %r not recovered (%s)", row[:2], exc)
+            lost += 1
+            continue
+        batches += 1
+        kept_jobs += len(these)
+    return JournalRecovery(damaged, problem, nodes, batches, kept_jobs, lost)
