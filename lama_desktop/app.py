@@ -86,15 +86,9 @@ class EmbeddedCluster:
     async def start(self) -> None:
         """Start the scheduler (it resumes unfinished batches), then the local agent."""
         from lama_desktop.cluster.agent import Agent
-        from lama_desktop.cluster.events import Notice
         from lama_desktop.cluster.keys import load_or_create_keypair
 
         await self.scheduler.start()
-        journal = self.scheduler.journal
-        if journal is not None and journal.recovery is not None:  # the window subscribes to it
-            self.scheduler.events.publish(
-                Notice("Job journal replaced", journal.recovery.message())
-            )
         agent_dir = self.dirs.data / "local-agent"
         agent_dir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(
@@ -106,7 +100,7 @@ class EmbeddedCluster:
             keypair=load_or_create_keypair(agent_dir / "agent.key"),
             preauthorized=[self.keypair.public],
             log_file=False,  # the app's own log already holds the agent's lines
-            worker_log_level="WARNING",
+            worker_log_level="INFO",  # relogged here: the log file has them, the terminal not
         )
         await self.agent.start()
         self.local_node = await self.scheduler.add_node(
