@@ -324,6 +324,10 @@ class Journal:
         self._write("DELETE FROM nodes WHERE node_id=?", [(node_id,)])
         self._nodes.pop(node_id, None)
 
+    def has_node(self, node_id: str) -> bool:
+        """Whether this paired node has a row (as far as this journal wrote or read it)."""
+        return node_id in self._nodes
+
     def nodes(self) -> list[StoredNode]:
         """Every paired node, oldest first."""
         with self._lock:

@@ -92,6 +92,7 @@ class Salvage:
 
     tables: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     lost: int = 0  # rows that could not be read (the rowid gaps around damaged pages)
+    readable: bool = True  # False: not even the list of tables could be read
 
 
 def salvage(path: Path, tables: tuple[str, ...]) -> Salvage:
@@ -107,6 +108,11 @@ def salvage(path: Path, tables: tuple[str, ...]) -> Salvage:
         log.warning("journal salvage: %s cannot be opened (%s)", path, exc)
         return found
     try:
+        try:
+            db.execute("SELECT name FROM sqlite_master").fetchall()
+        except sqlite3.DatabaseError:
+            found.readable = False
+            return found
         for table in tables:
             rows, lost = _readable_rows(db, table)
             found.tables[table] = rows
@@ -181,6 +187,7 @@ class JournalRecovery:
     batches: int = 0
     jobs: int = 0
     lost: int = 0  # rows that could not be read
+    readable: bool = True  # False: nothing at all could be read from the damaged file
 
     def message(self) -> str:
         """One paragraph for the log and the app's notice."""
@@ -189,6 +196,8 @@ class JournalRecovery:
             f"with {self.jobs} photo(s)"
         )
         lost = f"; about {self.lost} row(s) could not be read" if self.lost else ""
+        if not self.readable:
+            kept, lost = "Nothing could be read from it (pair the nodes again)", ""
         return (
             f"The job journal was damaged ({self.problem}) and was replaced by a new one; "
             f"the damaged file was kept as {self.damaged}. {kept}{lost}."
@@ -228,4 +237,4 @@ def recover_into(journal: Journal, damaged: Path, problem: str) -> JournalRecove
             continue
         batches += 1
         kept_jobs += len(these)
-    return JournalRecovery(damaged, problem, nodes, batches, kept_jobs, lost)
+    return JournalRecovery(damaged, problem, nodes, batches, kept_jobs, lost, found.readable)

@@ -146,7 +146,8 @@ class Nodes:
     def set_node_enabled(self, node_id: str, enabled: bool) -> None:
         """A disabled node gets no new jobs; the running ones finish."""
         self.apply(self.state.set_node_enabled(node_id, enabled, self.clock()))
-        if self.writer.journal is not None:
+        if self.writer.journal is not None and self.writer.journal.has_node(node_id):
+            # Only paired nodes have a row; this computer's own agent, say, has none.
             what = f"that node {node_id} was {'enabled' if enabled else 'disabled'}"
             self.writer.submit(what, self.writer.journal.set_node_enabled, node_id, enabled)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from PySide6.QtWidgets import QMessageBox
 
 from lama_desktop.config import AppDirs, AppSettings
 from tests.ui.conftest import LoopRunner
@@ -39,7 +40,8 @@ def test_a_garbage_journal_is_replaced_and_the_window_says_so(
         assert "damaged (file is not a database)" in box.text()
         [aside] = app_env.journal.parent.glob("journal.sqlite3.damaged-*[0-9]")
         assert str(aside) in box.text() and str(aside) in window.statusBar().currentMessage()
-        box.close()
+        assert "Nothing could be read from it" in box.text()
+        box.button(QMessageBox.StandardButton.Ok).click()
     finally:
         window.shutdown()
         qloop.run(cluster.stop())

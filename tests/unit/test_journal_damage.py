@@ -85,6 +85,7 @@ def test_a_journal_overwritten_with_garbage_is_moved_aside_and_replaced(
         assert aside.read_bytes() == garbage  # kept untouched for a post-mortem
         assert journal.recovery.damaged == aside
         assert (journal.recovery.nodes, journal.recovery.batches) == (0, 0)
+        assert not journal.recovery.readable and journal.recovery.lost == 0
         assert journal.nodes() == [] and journal.unfinished() == []
         journal.save_node(StoredNode("n9", "new", "tcp://10.0.0.9:1", "M" * 40))  # usable
     finally:
