@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
         self.dirs = dirs or app_dirs()
         self.agent: Any = None  # the embedded local agent, once started (set_agent)
         self._quitting = False
+        self._stepping_to: Path | None = None  # the photo the last Next/Previous asked for
         self.setWindowTitle("Lama Desktop")
         self.setAcceptDrops(True)
         self.resize(1280, 820)
@@ -143,6 +144,7 @@ class MainWindow(QMainWindow):
         self._action(view_menu, "&Fit", self.editor.canvas.fit, "Ctrl+0")
         self._action(view_menu, "&100 %", self.editor.canvas.actual_size, "Ctrl+1")
         view_menu.addSeparator()
+        view_menu.addAction(self.editor.filmstrip.toggle_action)
         for text, step, keys in (("&Next photo", 1, "PgDown"), ("&Previous photo", -1, "PgUp")):
             action = self._action(view_menu, text, lambda s=step: self.step_photo(s))
             alt = "Alt+Right" if step > 0 else "Alt+Left"
@@ -229,9 +231,16 @@ class MainWindow(QMainWindow):
 
     def step_photo(self, step: int) -> None:
         """Open the next (+1) or previous (-1) photo of the filmstrip's folder."""
-        path = self.editor.neighbour(step)
-        if path is not None:
-            self.open_path(path)
+        # Keys pressed faster than photos open step on from the photo asked for last.
+        path = self.editor.neighbour(step, self._stepping_to)
+        if path is None:
+            return
+        self._stepping_to = path
+        self.open_path(path).add_done_callback(lambda _task: self._stepped(path))
+
+    def _stepped(self, path: Path) -> None:
+        if self._stepping_to == path:
+            self._stepping_to = None
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

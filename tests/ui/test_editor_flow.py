@@ -208,8 +208,10 @@ def test_filmstrip_steps_through_the_folder(qloop: LoopRunner, window: Any, tmp_
     rounds = Recorder(editor.roundFinished)
 
     async def scenario() -> None:
+        assert strip.isHidden(), "no photo, no filmstrip"
         await window.open_path(b)
         await asyncio.wait_for(_until(lambda: strip.photos() == [a, b, c]), 5)
+        assert strip.isVisible()
         assert strip.currentItem().text() == "B.png"
         # Previews are decoded off the GUI thread and arrive as icons.
         await asyncio.wait_for(
@@ -221,9 +223,8 @@ def test_filmstrip_steps_through_the_folder(qloop: LoopRunner, window: Any, tmp_
         window.step_photo(+1)  # the last photo: nothing after it
         await asyncio.sleep(0.05)
         assert editor.path == c
-        for _ in range(2):
-            window.step_photo(-1)
-            await asyncio.sleep(0)
+        window.step_photo(-1)
+        window.step_photo(-1)  # before B has opened: steps on from B, to A
         await asyncio.wait_for(_until(lambda: editor.path == a), 5)
         await asyncio.wait_for(_until(lambda: strip.currentItem().text() == "a.png"), 5)
 
@@ -237,6 +238,40 @@ def test_filmstrip_steps_through_the_folder(qloop: LoopRunner, window: Any, tmp_
         strip.itemClicked.emit(strip.item(2))  # a click on c asks too
         (await message_box()).button(Button.Discard).click()
         await asyncio.wait_for(_until(lambda: editor.path == c), 5)
+        strip.toggle_action.trigger()  # View > Filmstrip off
+        assert strip.isHidden()
+
+    qloop.run(scenario())
+
+
+def test_saving_a_16_bit_photo_with_8_bits_is_said_first(
+    qloop: LoopRunner, window: Any, tmp_path: Path
+) -> None:
+    import cv2
+
+    rng = np.random.default_rng(2)
+    deep = rng.integers(0, 65536, (120, 160, 3), dtype=np.uint16)
+    photo = tmp_path / "scan.tif"
+    assert cv2.imwrite(str(photo), deep)
+    editor = window.editor
+
+    async def scenario() -> None:
+        await window.open_path(photo)
+        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.tif"))
+        box = await message_box()
+        assert "16 bits per channel" in box.text() and "PNG" in box.text()
+        assert box.defaultButton() is box.button(Button.Cancel)
+        box.button(Button.Cancel).click()
+        assert await saving is None and not (tmp_path / "out.tif").exists()
+
+        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.tif"))
+        (await message_box()).button(Button.Save).click()
+        assert await saving == tmp_path / "out.tif"
+        assert cv2.imread(str(tmp_path / "out.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+
+        await editor.save_asking(tmp_path / "out.png")  # PNG keeps 16 bits: no question
+        kept = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(kept, deep)  # both in OpenCV's BGR order
 
     qloop.run(scenario())
 

@@ -90,6 +90,7 @@ class EditorWidget(QWidget):
         self.banner = ModelBanner(models_dir, self)
         self.filmstrip = Filmstrip(self)
         self._opening: Path | None = None  # the photo being decoded now (the latest asked)
+        self._opens = 0  # counts opens asked for: only the latest one's photo is shown
         self._build_tools()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -233,15 +234,18 @@ class EditorWidget(QWidget):
         for before this one was decoded (the later one wins)."""
         path = Path(path)
         self._opening = path
+        self._opens += 1
+        ticket = self._opens
         self.canvas.set_activity(f"Loading {path.name}…")
         loop = asyncio.get_running_loop()
         try:
             picture = await loop.run_in_executor(None, read_image, path)
         finally:
-            if self._opening == path:
+            latest = ticket == self._opens
+            if latest:
                 self._opening = None
                 self.canvas.set_activity(None)
-        if self._opening is not None:
+        if not latest:
             return False
         self._generation += 1
         self.picture = picture
@@ -259,10 +263,10 @@ class EditorWidget(QWidget):
         self._show_in_filmstrip(path)
         return True
 
-    def neighbour(self, step: int) -> Path | None:
-        """The photo of the folder `step` places from the one open (or being opened: keys
-        pressed quickly step on from the photo asked for last)."""
-        return self.filmstrip.neighbour(self._opening or self.path, step)
+    def neighbour(self, step: int, asked: Path | None = None) -> Path | None:
+        """The photo of the folder `step` places from `asked` (the photo a previous step asked
+        for, not yet open), else from the one being opened, else from the one open."""
+        return self.filmstrip.neighbour(asked or self._opening or self.path, step)
 
     @async_slot
     async def _show_in_filmstrip(self, path: Path) -> None:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtGui import QAction, QIcon, QPixmap, QShowEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QListWidget, QListWidgetItem, QWidget
 
 from lama_desktop.engine.browse import folder_photos, thumbnail
@@ -51,6 +51,12 @@ class Filmstrip(QListWidget):
         self._asked: set[int] = set()
         self._filling = 0  # bumps when the items are replaced, so late previews are dropped
         self._loader: asyncio.Future[None] | None = None
+        # View > Filmstrip; the strip also stays hidden until a photo's folder fills it.
+        self.toggle_action = QAction("Film&strip", self)
+        self.toggle_action.setCheckable(True)
+        self.toggle_action.setChecked(True)
+        self.toggle_action.toggled.connect(lambda _on: self._update_visibility())
+        self.hide()
         self.itemClicked.connect(self._on_clicked)
         self.horizontalScrollBar().valueChanged.connect(lambda _v: self._ask_visible())
 
@@ -70,8 +76,12 @@ class Filmstrip(QListWidget):
                 paths = [photo]
             self._fill(photo.parent, paths if photo in paths else sorted([*paths, photo]))
         self.current = photo
+        self._update_visibility()
         self._select_current()
         self._ask_visible()
+
+    def _update_visibility(self) -> None:
+        self.setVisible(self.toggle_action.isChecked() and self.count() > 0)
 
     def neighbour(self, photo: Path | None, step: int) -> Path | None:
         """The photo `step` places after `photo` (before it when negative), or None."""
@@ -110,10 +120,14 @@ class Filmstrip(QListWidget):
         super().resizeEvent(event)  # type: ignore[arg-type]
         self._ask_visible()
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._ask_visible()
+
     def _ask_visible(self) -> None:
         """Queue previews for the rows in view (and one screenful either side)."""
-        if not self.count():
-            return
+        if not self.count() or not self.isVisible():
+            return  # hidden: nothing is in view, so nothing is decoded
         view = self.viewport().rect()
         first = self.indexAt(QPoint(1, view.center().y())).row()
         last = self.indexAt(QPoint(view.width() - 2, view.center().y())).row()
