@@ -1,12 +1,14 @@
 """16-bit photos kept at 16 bits: untouched pixels exactly, edited ones widened from 8-bit.
 
 Pillow decodes 16-bit RGB PNG and TIFF only down to 8 bits, so the full-depth pixels come from
-OpenCV (imported only when such a photo is met: the GUI process stays free of it otherwise),
-and the 16-bit PNG is written by OpenCV with the photo's ICC, EXIF and DPI chunks put back.
+OpenCV (imported only when such a photo is met: the GUI process stays free of it otherwise).
+The 16-bit PNG is written by OpenCV with the photo's ICC, EXIF and DPI chunks put back; the
+16-bit TIFF by tifffile, with its ICC profile and DPI.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -58,9 +60,8 @@ def widen(deep: np.ndarray, before: np.ndarray, after: np.ndarray, grey: bool) -
     changed = (after != before).any(axis=2)
     out[changed, :3] = after[changed].astype(np.uint16) * 257
     if grey:
-        channels = [0, 3] if out.shape[2] == 4 else [0]
-        out = out[..., channels]
-    return out
+        out = out[..., [0, 3]] if out.shape[2] == 4 else out[..., 0]
+    return np.ascontiguousarray(out)
 
 
 def encode_png16(
@@ -82,6 +83,27 @@ def encode_png16(
     if not ok:
         raise ValueError("could not encode a 16-bit PNG")
     return _with_chunks(encoded.tobytes(), _metadata_chunks(icc, exif, dpi))
+
+
+def encode_tiff16(pixels: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:
+    """A 16-bit, deflate-compressed TIFF of `pixels` (layouts as in `encode_png16`)."""
+    import tifffile  # only for 16-bit photos
+
+    colour = pixels.ndim == 3 and pixels.shape[2] >= 3
+    alpha = pixels.ndim == 3 and pixels.shape[2] in (2, 4)
+    out = io.BytesIO()
+    tifffile.imwrite(
+        out,
+        pixels,
+        photometric="rgb" if colour else "minisblack",
+        extrasamples=("unassalpha",) if alpha else None,
+        compression="zlib",
+        resolution=dpi,
+        resolutionunit="INCH" if dpi else None,
+        iccprofile=icc,
+        metadata=None,  # no tifffile description tag in the user's photo
+    )
+    return out.getvalue()
 
 
 def _metadata_chunks(

@@ -31,6 +31,7 @@ _READABLE = {
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_DEEP_FORMATS = {"PNG", "TIFF"}  # where a 16-bit photo stays 16-bit
 _MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}  # limits of the file formats themselves
 _ORIENTATION = 0x0112
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -68,9 +69,9 @@ class Picture:
 
     def depth_note(self, fmt: str | None) -> str | None:
         """What the user must hear before saving as `fmt` loses bits, or None when nothing is
-        lost (16-bit photos stay 16-bit only as PNG)."""
+        lost (16-bit photos stay 16-bit as PNG and TIFF)."""
         target = _target_format(self, fmt)
-        if self.bits <= 8 or (self.deep is not None and target == "PNG"):
+        if self.bits <= 8 or (self.deep is not None and target in _DEEP_FORMATS):
             return None
         hint = " Save as PNG to keep 16 bits." if self.deep is not None else ""
         return f"This photo has {self.bits} bits per channel; as {target} it is saved with 8.{hint}"
@@ -359,7 +360,7 @@ def encode_image(
     EXIF, the RGB ICC profile and the DPI go along where the format holds them; alpha is kept
     for PNG, WebP and TIFF. A JPEG written from a JPEG keeps its chroma subsampling and its
     quantisation tables (so `quality` applies only to other sources); a 16-bit photo written as
-    PNG stays 16-bit, with every pixel the edit left alone kept exactly.
+    PNG or TIFF stays 16-bit, with every pixel the edit left alone kept exactly.
     """
     if rgb.dtype != np.uint8 or rgb.shape != picture.rgb.shape:
         raise ValueError(
@@ -372,8 +373,10 @@ def encode_image(
             f"{target} holds at most {_MAX_SIDE[target]} pixels per side and this image has "
             f"{longest}; choose another output format (--format png)"
         )
-    if picture.deep is not None and target == "PNG":
+    if picture.deep is not None and target in _DEEP_FORMATS:
         deep = depth.widen(picture.deep, picture.rgb, rgb, picture.grey)
+        if target == "TIFF":
+            return depth.encode_tiff16(deep, picture.icc, picture.dpi)
         return depth.encode_png16(deep, picture.icc, picture.exif, picture.dpi)
     image = Image.fromarray(rgb, mode="RGB")
     if picture.grey:

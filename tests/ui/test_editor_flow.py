@@ -251,33 +251,26 @@ def test_saving_a_16_bit_photo_with_8_bits_is_said_first(
 
     rng = np.random.default_rng(2)
     deep = rng.integers(0, 65536, (120, 160, 3), dtype=np.uint16)
-    photo = tmp_path / "scan.tif"
+    photo = tmp_path / "scan.png"
     assert cv2.imwrite(str(photo), deep)
     editor = window.editor
 
     async def scenario() -> None:
         await window.open_path(photo)
-        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.tif"))
+        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.jpg"))
         box = await message_box()
         assert "16 bits per channel" in box.text() and "PNG" in box.text()
         assert box.defaultButton() is box.button(Button.Cancel)
         box.button(Button.Cancel).click()
-        assert await saving is None and not (tmp_path / "out.tif").exists()
+        assert await saving is None and not (tmp_path / "out.jpg").exists()
 
-        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.tif"))
+        saving = asyncio.ensure_future(editor.save_asking(tmp_path / "out.jpg"))
         (await message_box()).button(Button.Save).click()
-        assert await saving == tmp_path / "out.tif"
-        assert cv2.imread(str(tmp_path / "out.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+        assert await saving == tmp_path / "out.jpg"
+        assert (tmp_path / "out.jpg").exists()
 
         await editor.save_asking(tmp_path / "out.png")  # PNG keeps 16 bits: no question
         kept = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(kept, deep)  # both in OpenCV's BGR order
 
     qloop.run(scenario())
-
-
-def test_next_and_previous_have_page_and_alt_arrow_keys(window: Any) -> None:
-    actions = {a.text(): a for a in window.menuBar().actions()[2].menu().actions()}
-    keys = {text: [k.toString() for k in a.shortcuts()] for text, a in actions.items()}
-    assert keys["&Next photo"] == ["PgDown", "Alt+Right"]
-    assert keys["&Previous photo"] == ["PgUp", "Alt+Left"]

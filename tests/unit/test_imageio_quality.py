@@ -8,6 +8,7 @@ import io
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms, JpegImagePlugin
 
 from lama_desktop.engine.imageio import decode_image, encode_image
@@ -112,18 +113,38 @@ def test_16_bit_png_keeps_icc_exif_and_dpi() -> None:
     assert np.array_equal(read16(data), sixteen_bit(3))
 
 
-def test_16_bit_tiff_is_told_before_it_becomes_8_bit() -> None:
-    _ok, encoded = cv2.imencode(".tiff", sixteen_bit(3)[..., ::-1].copy())
-    picture = decode_image(encoded.tobytes(), "in.tif")
-    assert picture.bits == 16
-    note = picture.depth_note(None)
-    assert note is not None and "8" in note and "PNG" in note
-    assert picture.depth_note("png") is None  # as PNG it keeps 16 bits
-    assert np.array_equal(read16(encode_image(picture, picture.rgb, "png")), sixteen_bit(3))
-    with Image.open(io.BytesIO(encode_image(picture, picture.rgb))) as out:
-        assert out.format == "TIFF" and out.mode == "RGB"
+@pytest.mark.parametrize("channels", [1, 3, 4])  # Pillow cannot read grey + alpha at 16
+def test_16_bit_tiff_stays_16_bit_tiff(channels: int) -> None:
+    source = sixteen_bit(channels)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tiff = io.BytesIO()
+    extra = ("unassalpha",) if channels in (2, 4) else None
+    photometric = "rgb" if channels >= 3 else "minisblack"
+    tifffile.imwrite(tiff, source, photometric=photometric, extrasamples=extra,
+                     resolution=(300, 300), resolutionunit="INCH", iccprofile=srgb)  # fmt: skip
+    picture = decode_image(tiff.getvalue(), "in.tif")
+    assert picture.bits == 16 and picture.depth_note(None) is None
+    edited = picture.rgb.copy()
+    edited[2:6, 3:9] = 90
+    data = encode_image(picture, edited)
+    out = tifffile.imread(io.BytesIO(data))
+    assert out.dtype == np.uint16 and out.shape == source.shape
+    inside = np.zeros(source.shape[:2], bool)
+    inside[2:6, 3:9] = True
+    assert np.array_equal(out[~inside], source[~inside])
+    assert (out[inside][..., 0] == 90 * 257).all()
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.info["icc_profile"] == srgb
+        assert back.info["dpi"] == pytest.approx((300, 300))
+
+
+def test_16_bit_photo_as_jpeg_is_told_first() -> None:
+    picture = decode_image(png16(sixteen_bit(3)), "in.png")
+    note = picture.depth_note("jpg")
+    assert note is not None and "16 bits" in note and "with 8" in note and "PNG" in note
+    assert picture.depth_note("png") is None
     eight = decode_image(jpeg(2, 90, (72, 72)), "in.jpg")
-    assert eight.depth_note("png") is None
+    assert eight.depth_note("png") is None and eight.depth_note("webp") is None
 
 
 def test_batch_keeps_16_bit_png_and_pixels_outside_the_mask() -> None:
