@@ -372,6 +372,10 @@ class Canvas(QWidget):
             self._split = min(1.0, max(0.0, event.position().x() / max(1, self.width())))
             self.update()
             return
+        idle = self._last_point is None and not self._busy and not self._space_held
+        if self._split is not None and idle:
+            near = self._near_divider(event.position())
+            self.setCursor(Qt.CursorShape.SplitHCursor if near else Qt.CursorShape.CrossCursor)
         if self._last_point is not None:
             point = self.widget_to_image(event.position())
             self._paint_segment(self._last_point, point)
