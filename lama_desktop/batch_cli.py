@@ -64,7 +64,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--recursive", action="store_true", help="include subfolders, keep structure")
     p.add_argument("--overwrite", action="store_true", help="redo photos whose output exists")
     p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp"], help="output format")
-    p.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument(
+        "--quality",
+        type=_quality,
+        default=95,
+        help="JPEG/WebP quality (default 95); a JPEG kept as JPEG keeps its own",
+    )
     p.add_argument("--resize-mask", action="store_true", help="scale masks of another size")
     p.add_argument(
         "--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
