@@ -16,6 +16,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+from lama_desktop.display_check import display_problem
 from lama_desktop.config import (
     LOG_FILE,
     AppDirs,
@@ -224,32 +225,6 @@ def _preload(module: str) -> threading.Thread:
     )
     thread.start()
     return thread
-
-
-def display_problem(environ: dict[str, str] | None = None) -> str | None:
-    """Why a window cannot open here (Linux without a display), or None.
-
-    Qt would abort the process with a platform-plugin message that points at reinstalling;
-    this says what is really missing and what works without a screen.
-    """
-    env = os.environ if environ is None else environ
-    if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
-        return None
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        return (
-            "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
-            "Start it from a desktop session, or clean photos without a window: "
-            "`lama-desktop batch PHOTOS --masks MASKS --out OUT`."
-        )
-    if env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        import ctypes.util
-
-        if ctypes.util.find_library("xcb-cursor") is None:
-            return (
-                "Qt needs the X11 cursor library to open a window: install it with "
-                "`sudo apt-get install libxcb-cursor0` (Debian/Ubuntu), then start again."
-            )
-    return None
 
 
 def main(photo: str | None = None) -> int:
