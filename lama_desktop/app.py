@@ -16,7 +16,6 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
-from lama_desktop.display_check import display_problem
 from lama_desktop.config import (
     LOG_FILE,
     AppDirs,
@@ -25,6 +24,7 @@ from lama_desktop.config import (
     app_dirs,
     load_settings,
 )
+from lama_desktop.display_check import display_problem
 
 log = logging.getLogger("lama_desktop.app")
 

@@ -71,9 +71,7 @@ def xcb_plugin_files() -> list[Path]:
 
 
 def _ldd(args: list[str]) -> str:
-    result = subprocess.run(
-        ["ldd", *args], capture_output=True, text=True, timeout=20, check=False
-    )
+    result = subprocess.run(["ldd", *args], capture_output=True, text=True, timeout=20, check=False)
     return result.stdout
 
 
@@ -98,7 +96,8 @@ def install_hint(libraries: list[str]) -> str:
     unknown = [lib for lib in libraries if lib not in APT_PACKAGES]
     parts = []
     if packages:
-        parts.append(f"install them with `sudo apt-get install {' '.join(packages)}` (Debian/Ubuntu)")
+        line = f"sudo apt-get install {' '.join(packages)}"
+        parts.append(f"install them with `{line}` (Debian/Ubuntu)")
     if unknown:
         parts.append(
             f"find the package for {', '.join(unknown)} with `apt-file search {unknown[0]}`"
