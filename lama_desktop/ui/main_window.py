@@ -58,7 +58,7 @@ class MainWindow(QMainWindow):
         self.editor.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.roundFinished.connect(self._on_round_finished)
         self.editor.documentChanged.connect(self._update_title)
-        self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        self.editor.undo_stack.cleanChanged.connect(self._on_clean_changed)
         bridge.nodeChanged.connect(self._on_node_changed)
         bridge.snapshotReady.connect(lambda _s: self._update_workers())
         set_error_handler(self._show_error)
@@ -183,6 +183,12 @@ class MainWindow(QMainWindow):
         else:
             self.workers_label.setText(f"Local workers: {local[0].state.value} {local[0].reason}")
 
+    def _on_clean_changed(self, _clean: bool) -> None:
+        # A stack with unsaved edits empties itself as it is destroyed with the window
+        # (Discard at quit): its Python side is gone by then and there is no title to update.
+        if Shiboken.isValid(self.editor.undo_stack):
+            self._update_title()
+
     def _update_title(self) -> None:
         path = self.editor.path
         name = path.name if path is not None else ""
@@ -199,7 +205,7 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_path(self, path: Path) -> None:
         """Open one photo in the editor (asks first when the current one has unsaved edits)."""
         if self.editor.is_modified() and not await self._confirm_discard():
@@ -208,7 +214,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(path)
         await self.save_settings()
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_dialog(self) -> None:
         start = self.editor.path.parent if self.editor.path else Path.home()
         path = await choose_open_path(self, start)
@@ -232,7 +238,7 @@ class MainWindow(QMainWindow):
         )
         return answer == QMessageBox.StandardButton.Discard
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save(self) -> None:
         """Save to where the user last saved; the original is only replaced after asking."""
         if self.editor.path is None:
@@ -259,7 +265,7 @@ class MainWindow(QMainWindow):
                 return
         await self.editor.save_to(target, overwrite=True)
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save_as(self) -> None:
         suggested = self.editor.suggested_save_path()
         if suggested is None:
