@@ -309,7 +309,7 @@ class Agent:
             sock = getattr(self, attr, None)
             if sock is not None:
                 sock.close(linger=200)
-        self.auth.stop()
+        await self.auth.aclose()
         self.context.term()
         if hasattr(self, "worker_context"):
             self.worker_context.term()
