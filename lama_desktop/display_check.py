@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import re
@@ -105,6 +106,23 @@ def install_hint(libraries: list[str]) -> str:
     return " and ".join(parts)
 
 
+def cannot_connect(display: str) -> bool:
+    """True when libxcb cannot open `display` (no X server there, or not allowed in): Qt would
+    then abort with a message about xcb-cursor0 that is not the problem."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:  # no libxcb: the library check above names it
+        return False
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(display.encode(), None)  # never NULL; errors are flagged
+    failed = bool(xcb.xcb_connection_has_error(connection))
+    xcb.xcb_disconnect(connection)
+    return failed
+
+
 def display_problem(
     environ: dict[str, str] | None = None,
     plugin_files: list[Path] | None = None,
@@ -131,5 +149,11 @@ def display_problem(
             return (
                 f"Qt needs X11 libraries that are not installed ({', '.join(missing)}): "
                 f"{install_hint(missing)}, then start again."
+            )
+        if cannot_connect(env["DISPLAY"]):
+            return (
+                f"cannot connect to the X display {env['DISPLAY']} (no X server there, or this "
+                "user may not use it). Start it from a desktop session, or clean photos without "
+                "a window: `lama-desktop batch PHOTOS --masks MASKS --out OUT`."
             )
     return None

@@ -48,7 +48,10 @@ def test_each_missing_library_is_named_with_its_apt_package_once() -> None:
     assert "apt-file search libfoo-unknown.so.3" in problem
 
 
-def test_nothing_missing_or_no_ldd_leaves_it_to_qt() -> None:
+def test_nothing_missing_or_no_ldd_leaves_it_to_qt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lama_desktop.display_check as check
+
+    monkeypatch.setattr(check, "cannot_connect", lambda display: False)
     files = [Path("/x/libqxcb.so")]
     assert display_problem({"DISPLAY": ":0"}, files, run=lambda _a: "\tlibc.so.6 => /l\n") is None
 
@@ -63,3 +66,9 @@ def test_the_installed_plugin_is_checked_with_the_real_ldd() -> None:
     assert files and files[0].name == "libqxcb.so"
     # Every library the real plugin misses on this machine has a known package.
     assert all(lib in APT_PACKAGES for lib in missing_libraries(files))
+
+
+def test_a_display_without_an_x_server_is_named() -> None:
+    # A display number no X server uses, checked with the real libxcb.
+    problem = display_problem({"DISPLAY": ":4711"}, [Path("/x/libqxcb.so")], run=lambda _a: "")
+    assert problem is not None and "cannot connect to the X display :4711" in problem
