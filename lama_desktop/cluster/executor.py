@@ -8,8 +8,6 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.events import EventBus, JobChanged, JobState, JobView
 from lama_desktop.cluster.jobfiles import (
@@ -17,6 +15,7 @@ from lama_desktop.cluster.jobfiles import (
     EditEntry,
     InteractiveResult,
     batch_outcome,
+    edit_result,
     read_inputs,
     write_output,
 )
@@ -167,8 +166,9 @@ class ActionExecutor:
                 mask_name="mask.png",
                 shape=[h, w],
                 attempt=action.attempt,
+                windows=None if edit.windows is None else [list(b) for b in edit.windows],
             )
-            self._send(action.node_id, msg, edit.rgb, edit.mask)
+            self._send(action.node_id, msg, *edit.payload)
             return
         self.spawn(self._send_file_job(action, job, wire))
 
@@ -203,21 +203,7 @@ class ActionExecutor:
         payload = self.pending_payload.pop(job_id)
         job = self.state.jobs[job_id]
         if job.batch_id is None:
-            edit = self.interactive.get(job_id)
-            if edit is not None and not edit.done.done():
-                h, w = edit.mask.shape
-                rgb = np.frombuffer(payload[0], np.uint8)
-                if rgb.size != h * w * 3:
-                    edit.done.set_exception(
-                        InpaintFailed(f"node sent {rgb.size} bytes, not {h}x{w}x3")
-                    )
-                else:
-                    node = self.node_name(job.node) or ""
-                    result = InteractiveResult(
-                        rgb.reshape(h, w, 3).copy(), node, job.seconds or 0.0
-                    )
-                    edit.done.set_result(result)
-            self.apply(self.state.output_written(job_id, self.clock()))
+            self.spawn(self._finish_edit(job, payload[0]))
             return
         batch = self.batches[job.batch_id]
         output = batch.jobs[job_id].output
@@ -234,6 +220,23 @@ class ActionExecutor:
                 self.apply(self.state.output_written(job_id, self.clock()))
 
         self.spawn(write())
+
+    async def _finish_edit(self, job: JobRecord, data: Any) -> None:
+        """Hand an edit's caller the whole photo: pasting windows back copies a full frame,
+        which on a 150 MP photo takes long enough to be kept off the event loop."""
+        edit = self.interactive.get(job.job_id)
+        if edit is not None and not edit.done.done():
+            loop = asyncio.get_running_loop()
+            try:
+                rgb = await loop.run_in_executor(self.io, edit_result, edit, data)
+            except ValueError as exc:  # the node answered with the wrong size
+                if not edit.done.done():
+                    edit.done.set_exception(InpaintFailed(str(exc)))
+            else:
+                if not edit.done.done():
+                    node = self.node_name(job.node) or ""
+                    edit.done.set_result(InteractiveResult(rgb, node, job.seconds or 0.0))
+        self.apply(self.state.output_written(job.job_id, self.clock()))
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run an I/O coroutine as a task kept until done (`stop` waits for them)."""

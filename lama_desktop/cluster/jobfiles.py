@@ -12,9 +12,11 @@ import numpy as np
 
 from lama_desktop.cluster.events import JobState
 from lama_desktop.cluster.records import JobRecord
+from lama_desktop.engine.hd import Box, HDConfig
 from lama_desktop.engine.imageio import write_atomic
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import JobOutcome, PlannedJob
+from lama_desktop.engine.windows import edit_windows, pack, paste
 
 _STATUS = {
     JobState.DONE: "done",
@@ -48,12 +50,48 @@ class BatchEntry:
 
 @dataclass
 class EditEntry:
-    """An interactive edit in flight: its arrays and the future its caller awaits."""
+    """An interactive edit in flight: its arrays, what is sent, and the future its caller awaits.
+
+    `payload` is the image and mask frames: the whole arrays, or only the `windows` that the
+    crop strategy needs on a large photo (engine/windows.py).
+    """
 
     rgb: np.ndarray
     mask: np.ndarray
     settings: dict[str, Any]
+    windows: list[Box] | None = None
+    payload: tuple[Any, ...] = ()  # set by edit_payload
     done: asyncio.Future[InteractiveResult] = field(default_factory=asyncio.Future)
+
+    def payload_bytes(self) -> int:
+        return sum(memoryview(part).nbytes for part in self.payload)
+
+    def model_size(self) -> tuple[int, int]:
+        """The largest (height, width) the model may be given: the largest window, or all."""
+        if self.windows:
+            return max(((b - t) * (r - l_), (b - t, r - l_)) for l_, t, r, b in self.windows)[1]
+        h, w = self.mask.shape
+        return h, w
+
+
+def edit_payload(edit: EditEntry, hd: HDConfig) -> None:
+    """Choose what an edit sends: only its windows when the crop strategy allows (I/O thread)."""
+    edit.windows = edit_windows(edit.mask, hd)
+    if edit.windows is None:
+        edit.payload = (edit.rgb, edit.mask)
+    else:
+        edit.payload = (pack(edit.rgb, edit.windows), pack(edit.mask, edit.windows))
+
+
+def edit_result(edit: EditEntry, data: Any) -> np.ndarray:
+    """The whole photo after the edit, from the node's answer (I/O thread: a full-size copy)."""
+    if edit.windows is not None:
+        return paste(edit.rgb, data, edit.windows)
+    h, w = edit.mask.shape
+    rgb = np.frombuffer(data, np.uint8)
+    if rgb.size != h * w * 3:
+        raise ValueError(f"node sent {rgb.size} bytes, not {h}x{w}x3")
+    return rgb.reshape(h, w, 3).copy()
 
 
 def batch_outcome(job: JobRecord, planned: PlannedJob, node: str | None) -> JobOutcome:

@@ -130,6 +130,10 @@ class Job(_Message, tag="job"):
     mask_name: str
     shape: list[int] | None = None
     attempt: int = 1
+    # An "array" job of a large photo under the crop strategy: [left, top, right, bottom] of
+    # each window of the `shape` photo; the payload frames hold the windows one after another
+    # (engine/windows.py), and so does the RESULT.
+    windows: list[list[int]] | None = None
 
 
 class Cancel(_Message, tag="cancel"):

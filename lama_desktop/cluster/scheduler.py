@@ -27,6 +27,7 @@ from lama_desktop.cluster.jobfiles import (
     BatchEntry,
     EditEntry,
     InteractiveResult,
+    edit_payload,
     estimate_memory,
     settings_dict,
 )
@@ -46,6 +47,8 @@ from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlannedJob
 __all__ = ["PAIR_TIMEOUT_S", "InpaintFailed", "PairingFailed", "Scheduler"]
 
 log = logging.getLogger(__name__)
+
+HEADER_ROOM = 64 * 1024  # a JOB's header and framing, next to its image and mask
 
 
 class Scheduler:
@@ -318,15 +321,17 @@ class Scheduler:
         edit = EditEntry(
             np.ascontiguousarray(rgb), np.ascontiguousarray(mask), settings_dict(settings)
         )
+        # Finding the crop windows reads the whole mask: off the event loop (the GUI's).
+        await asyncio.get_running_loop().run_in_executor(self._io, edit_payload, edit, settings.hd)
+        self._check_edit_size(edit, settings)
         self._interactive[job_id] = edit
-        h, w = mask.shape
         spec = JobSpec(
             job_id,
             "(editor)",
             None,
             settings.model,
             settings.device,
-            estimate_memory(settings, (h, w)),
+            estimate_memory(settings, edit.model_size()),
         )
         self._apply(self.state.submit_interactive(spec, self.clock()))
         try:
@@ -339,6 +344,23 @@ class Scheduler:
         finally:
             self._interactive.pop(job_id, None)
             self.state.forget_job(job_id)
+
+    def _check_edit_size(self, edit: EditEntry, settings: JobSettings) -> None:
+        """Refuse, before anything is sent, an edit larger than one message may carry."""
+        size = edit.payload_bytes()
+        limit = self.max_message_bytes - HEADER_ROOM
+        if size <= limit:
+            return
+        h, w = edit.mask.shape
+        mib = f"{size / 2**20:.0f} MiB, over the {limit / 2**20:.0f} MiB one job may carry"
+        if edit.windows is None:
+            raise InpaintFailed(
+                f"this {w}x{h} photo needs {mib} with the {settings.hd.strategy.value} HD "
+                "strategy; choose the crop strategy (Settings) to send only the erased areas"
+            )
+        raise InpaintFailed(
+            f"the erased areas of this {w}x{h} photo need {mib}; erase a smaller area at a time"
+        )
 
     # ----- user commands ----------------------------------------------------------------------
 

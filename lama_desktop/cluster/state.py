@@ -73,6 +73,9 @@ class SchedulerState:
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     paused: bool = False
     _queues: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # Jobs handed to a node (RUNNING), kept by `_set_state`: `tick` times out only these, so
+    # its cost follows the active jobs, not every job ever submitted (100,000-photo batches).
+    _running: dict[str, JobRecord] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _out: list[Action] = field(default_factory=list)
     _now: float = 0.0  # time of the event being handled, for views (throughput, ETA)
@@ -133,6 +136,10 @@ class SchedulerState:
             batch.counts[state] += 1
             if state == JobState.DONE and batch.started_at is not None:
                 batch.done_since_start += 1
+        if state == JobState.RUNNING:
+            self._running[job.job_id] = job
+        else:
+            self._running.pop(job.job_id, None)
         job.state = state
 
     def _enqueue(self, job: JobRecord) -> None:
@@ -485,11 +492,12 @@ class SchedulerState:
         job = self.jobs.get(job_id)
         if job is not None and job.batch_id is None and job.state in FINAL:
             del self.jobs[job_id]
+            self._running.pop(job_id, None)
 
     # ----- time -------------------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Action]:
-        """Declare silent nodes dead and time out jobs that ran too long."""
+        """Declare silent nodes dead and time out jobs that ran too long (leased jobs only)."""
         self._now = now
         for node in list(self.nodes.values()):
             silent = now - node.last_seen
@@ -498,7 +506,7 @@ class SchedulerState:
                 # Evaluate first: node_down swaps self._out when it flushes.
                 lost = self.node_down(node.node_id, f"silent for {silent:.1f} s", now)
                 self._out.extend(lost)
-        for job in self.jobs.values():
+        for job in list(self._running.values()):
             if (
                 job.state == JobState.RUNNING
                 and not job.writing

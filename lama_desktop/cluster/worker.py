@@ -129,9 +129,14 @@ class JobRunner:
                 if not job.shape or len(job.shape) != 2:
                     raise EngineError(f"array job needs shape [height, width], got {job.shape}")
                 height, width = job.shape
-                rgb = _array(image, (height, width, 3), "image")
-                bits = _array(mask, (height, width), "mask")
-                output = pipeline.process_arrays(rgb, bits, model, settings.hd).tobytes()
+                if job.windows is not None:
+                    output = pipeline.process_windows(
+                        image, mask, _boxes(job.windows), (height, width), model, settings.hd
+                    )
+                else:
+                    rgb = _array(image, (height, width, 3), "image")
+                    bits = _array(mask, (height, width), "mask")
+                    output = pipeline.process_arrays(rgb, bits, model, settings.hd).tobytes()
                 ext, shape = "", [height, width]
             else:
                 raise EngineError(f"unknown job kind {job.kind!r}")
@@ -164,6 +169,12 @@ def _missing_reason(name: str) -> str:
         return missing_file_message(None, name)
     except EngineError:  # a plugin model with no model-store entry
         return f"model {name!r} is not installed on this node"
+
+
+def _boxes(windows: list[list[int]]) -> list[tuple[int, int, int, int]]:
+    if any(len(w) != 4 for w in windows):
+        raise EngineError(f"windows must be [left, top, right, bottom], got {windows}")
+    return [(w[0], w[1], w[2], w[3]) for w in windows]
 
 
 def _array(buffer: memoryview, shape: tuple[int, ...], what: str) -> Any:

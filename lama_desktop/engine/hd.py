@@ -31,6 +31,16 @@ class HDConfig:
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where a window of a photo sits (its top-left corner) and the whole photo's size."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
 def mask_boxes(mask: np.ndarray) -> list[Box]:
     """Bounding box of each outer contour of the (binary) mask, as IOPaint's boxes_from_mask."""
     import cv2  # here, not at the top: the desktop's GUI process imports this module's types
@@ -75,6 +85,11 @@ def resized_size(height: int, width: int, limit: int) -> tuple[int, int]:
     return max(1, int(height * ratio + 0.5)), max(1, int(width * ratio + 0.5))
 
 
+def uses_crop(height: int, width: int, cfg: HDConfig) -> bool:
+    """Whether a photo this size is cleaned box by box (so a window around the boxes will do)."""
+    return _uses_crop(height, width, cfg)
+
+
 def _uses_crop(height: int, width: int, cfg: HDConfig) -> bool:
     return cfg.strategy == HDStrategy.CROP and max(height, width) > cfg.crop_trigger_size
 
@@ -110,12 +125,16 @@ def _run_resize(model: InpaintModel, image: np.ndarray, mask: np.ndarray, limit:
     return cv2.resize(small_result, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-def _run_crop(model: InpaintModel, image: np.ndarray, mask: np.ndarray, margin: int) -> np.ndarray:
-    height, width = mask.shape
+def _run_crop(
+    model: InpaintModel, image: np.ndarray, mask: np.ndarray, margin: int, frame: Frame
+) -> np.ndarray:
     result = image.copy()
     # Every box is cut from the original image, as IOPaint does; later boxes win overlaps.
-    for box in mask_boxes(mask):
-        left, top, right, bottom = crop_box(box, height, width, margin)
+    # In a window, boxes are widened and shifted inward as they would be in the whole photo.
+    for l_, t_, r_, b_ in mask_boxes(mask):
+        dx, dy = frame.left, frame.top
+        box = crop_box((l_ + dx, t_ + dy, r_ + dx, b_ + dy), frame.height, frame.width, margin)
+        left, top, right, bottom = box[0] - dx, box[1] - dy, box[2] - dx, box[3] - dy
         patch = model.inpaint(
             np.ascontiguousarray(image[top:bottom, left:right]),
             np.ascontiguousarray(mask[top:bottom, left:right]),
@@ -125,18 +144,30 @@ def _run_crop(model: InpaintModel, image: np.ndarray, mask: np.ndarray, margin: 
 
 
 def run_with_strategy(
-    model: InpaintModel, image: np.ndarray, mask: np.ndarray, cfg: HDConfig
+    model: InpaintModel,
+    image: np.ndarray,
+    mask: np.ndarray,
+    cfg: HDConfig,
+    frame: Frame | None = None,
 ) -> np.ndarray:
-    """Inpaint `image` where `mask` is non-zero; every other pixel comes back bit-identical."""
+    """Inpaint `image` where `mask` is non-zero; every other pixel comes back bit-identical.
+
+    With a `frame`, `image` and `mask` are a window of a larger photo (engine/windows.py) that
+    holds every crop box of its mask regions; only the crop strategy runs on a window.
+    """
     check_inputs(image, mask)
+    height, width = mask.shape if frame is None else (frame.height, frame.width)
+    if frame is not None and not _uses_crop(height, width, cfg):
+        raise ValueError(f"a window of a {width}x{height} photo needs the crop HD strategy")
     binary = np.where(mask > 0, 255, 0).astype(np.uint8)
     if not binary.any():
         return image.copy()
-    height, width = binary.shape
     if _uses_resize(height, width, cfg):
         result = _run_resize(model, image, binary, cfg.resize_limit)
     elif _uses_crop(height, width, cfg):
-        result = _run_crop(model, image, binary, cfg.crop_margin)
+        result = _run_crop(
+            model, image, binary, cfg.crop_margin, frame or Frame(0, 0, *binary.shape)
+        )
     else:
         result = model.inpaint(image, binary)
     result = np.array(result, dtype=np.uint8, order="C")  # a copy the caller owns

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lama_desktop.engine.base import EngineError, InpaintModel
-from lama_desktop.engine.hd import HDConfig, HDStrategy, run_with_strategy
+from lama_desktop.engine.hd import Box, Frame, HDConfig, HDStrategy, run_with_strategy
 from lama_desktop.engine.imageio import (
     DEFAULT_MAX_PIXELS,
     OUTPUT_FORMATS,
@@ -20,6 +20,7 @@ from lama_desktop.engine.imageio import (
     decode_mask,
     encode_image,
 )
+from lama_desktop.engine.windows import run_windows
 
 
 @dataclass(frozen=True)
@@ -67,16 +68,38 @@ class JobSettings:
 
 
 def process_arrays(
-    rgb: np.ndarray, mask: np.ndarray, model: InpaintModel, hd: HDConfig
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    model: InpaintModel,
+    hd: HDConfig,
+    frame: Frame | None = None,
 ) -> np.ndarray:
-    """Inpaint `rgb` where `mask` is non-zero; pixels outside the mask come back unchanged."""
-    result = run_with_strategy(model, rgb, mask, hd)
+    """Inpaint `rgb` where `mask` is non-zero; pixels outside the mask come back unchanged.
+
+    With a `frame`: `rgb` is a window of a larger photo (see `process_windows`)."""
+    result = run_with_strategy(model, rgb, mask, hd, frame)
     if result.shape != rgb.shape or result.dtype != np.uint8:
         raise EngineError(
             f"model {model.name!r} returned {result.dtype} {result.shape}, "
             f"expected uint8 {rgb.shape}"
         )
     return result
+
+
+def process_windows(
+    image: bytes | memoryview,
+    mask: bytes | memoryview,
+    windows: list[Box],
+    size: tuple[int, int],
+    model: InpaintModel,
+    hd: HDConfig,
+) -> bytes:
+    """Inpaint the windows of a large photo (see engine/windows.py); results packed in order."""
+
+    def run(rgb: np.ndarray, bits: np.ndarray, frame: Frame) -> np.ndarray:
+        return process_arrays(rgb, bits, model, hd, frame)
+
+    return run_windows(run, image, mask, windows, size)
 
 
 def process_bytes(
