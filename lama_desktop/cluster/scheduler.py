@@ -401,6 +401,15 @@ class Scheduler:
     def move_batch(self, batch_id: str, delta: int) -> None:
         self._apply(self.state.move_batch(batch_id, delta, self.clock()))
 
+    def clear_finished(self) -> None:
+        """Forget finished batches, here and in the journal (older runs' ones too)."""
+        cleared = [b for b, record in self.state.batches.items() if record.finished]
+        for batch_id in cleared:
+            self._apply(self.state.forget_batch(batch_id, self.clock()))
+            self._batches.pop(batch_id, None)
+        if self.journal is not None:
+            self._db.submit(self.journal.prune_finished, cleared)
+
     async def wait_batch(self, batch_id: str) -> list[JobOutcome]:
         """Wait until every job of the batch is finished; returns one outcome per job."""
         return await asyncio.shield(self._batches[batch_id].done)

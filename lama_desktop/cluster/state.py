@@ -37,6 +37,7 @@ from lama_desktop.cluster.records import (
     Publish,
     WriteOutput,
 )
+from lama_desktop.cluster.waiting import batch_waiting
 
 __all__ = [
     "Action",
@@ -480,6 +481,19 @@ class SchedulerState:
                 self._update_batch(item, now)
         return self._flush()
 
+    def forget_batch(self, batch_id: str, now: float) -> list[Action]:
+        """Drop a finished batch and its jobs (the user cleared it); unfinished ones stay."""
+        self._now = now
+        batch = self.batches.get(batch_id)
+        if batch is None or not batch.finished:
+            return []
+        del self.batches[batch_id]
+        self._queues.pop(batch_id, None)
+        for job_id in batch.job_ids:
+            self.jobs.pop(job_id, None)  # a late answer about one of them is dropped as stale
+        self._out.append(Publish(BatchChanged(batch.view(self, now), removed=True)))
+        return self._flush()
+
     def forget_job(self, job_id: str) -> None:
         """Drop a finished interactive job from memory."""
         job = self.jobs.get(job_id)
@@ -598,6 +612,7 @@ class SchedulerState:
                 self._emit_node(node)
 
     def _update_batch(self, batch: BatchRecord, now: float) -> None:
+        batch.waiting, batch.missing_model = self._waiting(batch, now)
         view = batch.view(self, now)
         self._out.append(Publish(BatchChanged(view)))
         over = view.state in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
@@ -615,7 +630,19 @@ class SchedulerState:
     def _emit_node(self, node: NodeRecord) -> None:
         self._out.append(Publish(NodeChanged(node.view(self._now))))
 
+    def _waiting(self, batch: BatchRecord, now: float) -> tuple[str, str]:
+        queue = self._queues.get(batch.batch_id, [])
+        # Entries of cancelled jobs linger in the heap (lazy deletion): skip those.
+        head = next(
+            (j for _, i in queue if (j := self.jobs.get(i)) and j.state == JobState.QUEUED), None
+        )
+        return batch_waiting(batch, head, self.nodes.values(), queue_paused=self.paused, now=now)
+
     def _flush(self) -> list[Action]:
+        # Nodes coming and going change why jobs wait: every batch whose reason changed says so.
+        for batch in self.batches.values():
+            if self._waiting(batch, self._now) != (batch.waiting, batch.missing_model):
+                self._update_batch(batch, self._now)
         out, self._out = self._out, []
         return out
 
