@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt
@@ -54,6 +55,18 @@ def format_eta(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def unique_batch_name(name: str, taken: set[str], now: datetime) -> str:
+    """The name with the time it was queued ("holiday 14:05"), unique among `taken`."""
+    for stamp in (f"{now:%H:%M}", f"{now:%H:%M:%S}"):
+        candidate = f"{name} {stamp}"
+        if candidate not in taken:
+            return candidate
+    number = 2
+    while f"{name} {now:%H:%M:%S} ({number})" in taken:
+        number += 1
+    return f"{name} {now:%H:%M:%S} ({number})"
 
 
 def finished_jobs(batch: BatchView) -> int:

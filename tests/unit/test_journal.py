@@ -155,8 +155,13 @@ def test_other_schema_version_is_refused_clearly(tmp_path: Path) -> None:
 
 def test_prune_finished_forgets_finished_batches_and_their_jobs(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    for batch_id, state in (("old", BatchState.DONE), ("open", BatchState.RUNNING),
-                            ("just", BatchState.RUNNING), ("gone", BatchState.CANCELLED)):  # fmt: skip
+    states = {
+        "old": BatchState.DONE,
+        "open": BatchState.RUNNING,
+        "just": BatchState.RUNNING,
+        "gone": BatchState.CANCELLED,
+    }
+    for batch_id, state in states.items():
         batch, jobs = make_batch(tmp_path, n=2)
         jobs = [StoredJob(**{**j.__dict__, "job_id": f"{batch_id}{i}", "batch_id": batch_id})
                 for i, j in enumerate(jobs)]  # fmt: skip

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSlider,
@@ -41,6 +40,7 @@ from lama_desktop.ui.editor.canvas import Canvas
 from lama_desktop.ui.editor.commands import InpaintRound
 from lama_desktop.ui.editor.model_banner import ModelBanner
 from lama_desktop.ui.editor.pixels import Box, changed_box
+from lama_desktop.ui.flow_layout import FlowLayout
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class EditorWidget(QWidget):
 
     def _build_tools(self) -> None:
         self._tools = QWidget(self)
-        row = QHBoxLayout(self._tools)
+        row = FlowLayout(self._tools)  # wraps on a narrow window instead of widening it
         row.setContentsMargins(6, 4, 6, 4)
         self.brush_button = self._tool("Brush", "Paint what to erase", checkable=True)
         self.eraser_button = self._tool("Eraser", "Remove paint from the mask", checkable=True)
