@@ -631,6 +631,8 @@ class SchedulerState:
         self._out.append(Publish(NodeChanged(node.view(self._now))))
 
     def _waiting(self, batch: BatchRecord, now: float) -> tuple[str, str]:
+        if not batch.counts[JobState.QUEUED]:
+            return "", ""  # the common case, and no scan of a cancelled batch's stale entries
         queue = self._queues.get(batch.batch_id, [])
         # Entries of cancelled jobs linger in the heap (lazy deletion): skip those.
         head = next(

@@ -121,6 +121,10 @@ class MainWindow(QMainWindow):
             return
         # Leave room for the frame: 1280 x 820 asked of a 1280 x 720 screen would overflow.
         self.resize(min(1280, available.width() * 9 // 10), min(820, available.height() * 9 // 10))
+        # The editor keeps most of the width on a small screen too.
+        self.resizeDocks(
+            [self.nodes_dock], [min(440, self.width() * 2 // 5)], Qt.Orientation.Horizontal
+        )
 
     async def save_layout(self) -> None:
         """Remember the window's geometry and dock layout for the next run (off the GUI thread)."""

@@ -29,8 +29,9 @@ from lama_desktop.ui.icons import state_dot
 
 log = logging.getLogger(__name__)
 
+# State second: in a narrow dock a dead node's reason is in sight without scrolling.
 COLUMNS = (
-    "Name", "Address", "Device", "State", "GPU", "VRAM", "CPU", "RAM", "Jobs", "Current job",
+    "Name", "State", "Device", "Address", "GPU", "VRAM", "CPU", "RAM", "Jobs", "Current job",
     "Throughput",
 )  # fmt: skip
 STATE_COLUMN = COLUMNS.index("State")

@@ -28,6 +28,7 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # int 0-100 for a batch's progress
 FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # int 0-100: the share of a batch that failed
 _BAD_JOBS = (JobState.FAILED, JobState.POISON)
 JOB_COLOURS = {
+    JobState.QUEUED: QColor("#757575"),  # its reason repeats the batch's: grey, not loud
     JobState.RUNNING: QColor("#1565c0"),
     JobState.DONE: QColor("#2e7d32"),
     JobState.FAILED: QColor("#c62828"),

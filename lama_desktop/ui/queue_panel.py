@@ -110,7 +110,7 @@ class QueuePanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         # Narrow enough for a docked panel; the tree scrolls sideways and the dock widens.
-        for column, width in enumerate((170, 120, 120, 55, 110, 55)):
+        for column, width in enumerate((170, 120, 120, 55, 140, 55)):
             header.resizeSection(column, width)
         header.setMinimumSectionSize(40)
         self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
@@ -384,6 +384,7 @@ def describe(item: BatchView | JobView | None, bridge: ClusterBridge) -> str:
             batch = bridge.batch(item.batch_id) if item.batch_id else None
             waiting = batch.waiting if batch is not None and batch.waiting else "next in line"
             return f"{name}: queued — waiting: {waiting}"
-        reason = f": {item.reason}" if item.reason else ""
-        return f"{name} {item.state.value}{where}{reason}"
+        # Engine errors often start with the file's name: say it once.
+        reason = item.reason.removeprefix(f"{name}: ")
+        return f"{name} {item.state.value}{where}{': ' if reason else ''}{reason}"
     return ""
