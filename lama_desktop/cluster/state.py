@@ -37,7 +37,7 @@ from lama_desktop.cluster.records import (
     Publish,
     WriteOutput,
 )
-from lama_desktop.cluster.waiting import batch_waiting
+from lama_desktop.cluster.waiting import Memo, batch_waiting
 
 __all__ = [
     "Action",
@@ -77,6 +77,9 @@ class SchedulerState:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _out: list[Action] = field(default_factory=list)
     _now: float = 0.0  # time of the event being handled, for views (throughput, ETA)
+    # Set when a node, a pause or the set of queued jobs changed: why batches wait may differ.
+    _waiting_stale: bool = False
+    _waiting_memo: Memo = field(default_factory=dict)  # per kind of job, until that happens
 
     # ----- submitting -------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class SchedulerState:
         job.state = state
 
     def _enqueue(self, job: JobRecord) -> None:
+        self._stale()
         self._set_state(job, JobState.QUEUED)
         job.node = None
         key = job.batch_id if job.batch_id is not None else INTERACTIVE
@@ -427,6 +431,7 @@ class SchedulerState:
         """Pause or resume the whole queue (running jobs finish; interactive edits still run)."""
         self._now = now
         self.paused = paused
+        self._stale()
         self._out.append(Publish(QueuePaused(paused)))
         for batch in self.batches.values():
             self._update_batch(batch, now)
@@ -505,6 +510,7 @@ class SchedulerState:
     def tick(self, now: float) -> list[Action]:
         """Declare silent nodes dead and time out jobs that ran too long."""
         self._now = now
+        self._stale()  # a node's pause after declining a job may have ended
         for node in list(self.nodes.values()):
             silent = now - node.last_seen
             alive = node.state in (NodeState.IDLE, NodeState.BUSY, NodeState.DISABLED)
@@ -628,7 +634,12 @@ class SchedulerState:
         self._out.append(Publish(JobChanged(job.view())))
 
     def _emit_node(self, node: NodeRecord) -> None:
+        self._stale()
         self._out.append(Publish(NodeChanged(node.view(self._now))))
+
+    def _stale(self) -> None:
+        self._waiting_stale = True
+        self._waiting_memo.clear()
 
     def _waiting(self, batch: BatchRecord, now: float) -> tuple[str, str]:
         if not batch.counts[JobState.QUEUED]:
@@ -638,13 +649,21 @@ class SchedulerState:
         head = next(
             (j for _, i in queue if (j := self.jobs.get(i)) and j.state == JobState.QUEUED), None
         )
-        return batch_waiting(batch, head, self.nodes.values(), queue_paused=self.paused, now=now)
+        return batch_waiting(
+            batch,
+            head,
+            self.nodes.values(),
+            queue_paused=self.paused,
+            now=now,
+            memo=self._waiting_memo,
+        )
 
     def _flush(self) -> list[Action]:
         # Nodes coming and going change why jobs wait: every batch whose reason changed says so.
-        for batch in self.batches.values():
+        for batch in self.batches.values() if self._waiting_stale else ():
             if self._waiting(batch, self._now) != (batch.waiting, batch.missing_model):
                 self._update_batch(batch, self._now)
+        self._waiting_stale = False
         out, self._out = self._out, []
         return out
 

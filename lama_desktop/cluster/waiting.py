@@ -12,6 +12,9 @@ _CLOSEST_FIRST: tuple[Unfit, ...] = ("", "memory", "size", "gpu", "model")
 _GIB = 1 << 30
 
 
+Memo = dict[tuple[str, str, int], tuple[str, str]]
+
+
 def batch_waiting(
     batch: BatchRecord,
     head: JobRecord | None,
@@ -19,10 +22,13 @@ def batch_waiting(
     *,
     queue_paused: bool,
     now: float,
+    memo: Memo | None = None,
 ) -> tuple[str, str]:
     """(reason, missing model) for a batch; ("", "") when none of its jobs is queued.
 
     `head` is the batch's next queued job (jobs of one batch share model and device).
+    `memo` keeps the answer per kind of job across the batches of one pass: most batches ask
+    for the same model and device, and the nodes do not change within a pass.
     """
     if not batch.counts[JobState.QUEUED] or head is None:
         return "", ""
@@ -30,7 +36,13 @@ def batch_waiting(
         return "queue paused", ""
     if batch.paused:
         return "batch paused", ""
-    return job_waiting(head, list(nodes), now)
+    key = (head.model, head.device, head.memory)
+    if memo is not None and key in memo:
+        return memo[key]
+    reason = job_waiting(head, list(nodes), now)
+    if memo is not None:
+        memo[key] = reason
+    return reason
 
 
 def job_waiting(job: JobRecord, nodes: list[NodeRecord], now: float) -> tuple[str, str]:
