@@ -174,3 +174,15 @@ def test_batch_names_are_unique_and_say_when() -> None:
     assert unique_batch_name("holiday", {"holiday 14:05"}, now) == "holiday 14:05:33"
     taken = {"holiday 14:05", "holiday 14:05:33", "holiday 14:05:33 (2)"}
     assert unique_batch_name("holiday", taken, now) == "holiday 14:05:33 (3)"
+
+
+def test_a_downloaded_model_restarts_the_local_workers(
+    qtbot: Any, qloop: LoopRunner, app_env: AppDirs, settings: AppSettings
+) -> None:
+    """Workers list their models when they start: fresh ones report the new model."""
+    win = make_window(qtbot, settings, app_env)
+    calls: list[object] = []
+    win.set_agent(SimpleNamespace(set_workers=calls.append))
+    win.queue_panel.modelDownloaded.emit("lama")
+    assert calls == [0, 1]  # off, then the one worker the test settings ask for
+    win.shutdown()

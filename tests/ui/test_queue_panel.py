@@ -293,3 +293,29 @@ def test_clear_finished_and_open_folder_without_a_file_manager(setup, monkeypatc
     copy.click()
     assert QApplication.clipboard().text() == "/out/b2" and box.isVisible()
     box.close()
+
+
+def test_download_button_fetches_the_missing_model_off_the_gui_thread(
+    setup, qloop, tmp_path, monkeypatch
+) -> None:
+    import threading
+
+    from lama_desktop.engine.modelstore import ModelStore
+
+    bus, _, panel = setup
+    panel.models_dir = tmp_path
+    fetched: list[tuple[str, bool]] = []
+
+    def download(store, name, progress=None, url=None):
+        fetched.append((name, threading.current_thread() is threading.main_thread()))
+        return tmp_path / "big-lama.pt"
+
+    monkeypatch.setattr(ModelStore, "download", download)
+    downloaded: list[str] = []
+    panel.modelDownloaded.connect(downloaded.append)
+    waiting = "no node has model lama"
+    bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting=waiting, missing_model="lama")))
+    panel.download_button.click()
+    qloop.wait_until(lambda: downloaded == ["lama"], timeout=5)
+    assert fetched == [("lama", False)]
+    assert panel.download_button.text() == "lama downloaded"
