@@ -122,6 +122,14 @@ class QueuePaused:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something the user must hear of that no panel shows (e.g. the journal was replaced)."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything at once, for a late subscriber."""
 
@@ -131,7 +139,7 @@ class Snapshot:
     paused: bool
 
 
-Event = NodeChanged | BatchChanged | JobChanged | QueuePaused | Snapshot
+Event = NodeChanged | BatchChanged | JobChanged | QueuePaused | Snapshot | Notice
 Listener = Callable[[Event], None]
 
 
