@@ -253,7 +253,7 @@ class Journal:
     def prune_finished(self, batch_ids: list[str]) -> None:
         """Forget finished batches with their jobs: every one recorded as finished, and these
         (finished, though their last state may not be written yet)."""
-        finished = tuple(str(s) for s in BatchState if s not in _OPEN_BATCH_STATES)
+        finished = tuple(str(s) for s in BatchState if s not in OPEN_BATCH_STATES)
         marks = ",".join("?" * len(finished))
         self._write(f"DELETE FROM batches WHERE state IN ({marks})", [finished])
         self._write("DELETE FROM batches WHERE batch_id=?", [(b,) for b in batch_ids])

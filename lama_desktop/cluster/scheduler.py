@@ -376,7 +376,7 @@ class Scheduler:
             self._apply(self.state.forget_batch(batch_id, self.clock()))
             self._batches.pop(batch_id, None)
         if self.journal is not None:
-            self._db.submit(self.journal.prune_finished, cleared)
+            self.writer.submit("clearing finished batches", self.journal.prune_finished, cleared)
 
     async def wait_batch(self, batch_id: str) -> list[JobOutcome]:
         """Wait until every job of the batch is finished; returns one outcome per job."""

@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QPainter
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -17,8 +17,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -28,58 +26,10 @@ from lama_desktop.cluster.events import BatchState, BatchView, JobState, JobView
 from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.bridge import ClusterBridge, run_command, toggle_queue
 from lama_desktop.ui.editor.dialogs import ask
-from lama_desktop.ui.queue_model import (
-    FAILED_ROLE,
-    PROGRESS_COLUMN,
-    PROGRESS_ROLE,
-    QueueModel,
-    batch_state_text,
-    is_bad,
-)
+from lama_desktop.ui.progress_delegate import ProgressDelegate
+from lama_desktop.ui.queue_model import PROGRESS_COLUMN, QueueModel, batch_state_text, is_bad
 
 _FINISHED = (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
-_TRACK = QColor("#dfe3e8")
-_FILL = QColor("#64b5f6")
-_FAILED = QColor("#e57373")
-_TEXT = QColor("#1a1a1a")
-
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws a batch's progress cell as a slim bar with its "done / total" text on it.
-
-    Painted by hand rather than with the style's progress bar: style bars are taller than a
-    tree row in several styles and their text gets clipped.
-    """
-
-    def paint(
-        self,
-        painter: QPainter,
-        option: QStyleOptionViewItem,
-        index: QModelIndex | QPersistentModelIndex,
-    ) -> None:
-        percent = index.data(PROGRESS_ROLE)
-        if percent is None:
-            super().paint(painter, option, index)
-            return
-        rect = option.rect  # type: ignore[attr-defined]
-        bar = QRectF(rect).adjusted(3, 2, -3, -2)
-        failed = int(index.data(FAILED_ROLE) or 0)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(_TRACK)
-        painter.drawRoundedRect(bar, 3, 3)
-        # Finished photos fill the bar; the failed share of them is shown at its end in red.
-        finished = bar.width() * int(percent) / 100
-        bad = min(finished, bar.width() * failed / 100)
-        painter.setBrush(_FILL)
-        painter.drawRoundedRect(QRectF(bar.x(), bar.y(), finished, bar.height()), 3, 3)
-        if bad > 0:
-            painter.setBrush(_FAILED)
-            painter.drawRect(QRectF(bar.x() + finished - bad, bar.y(), bad, bar.height()))
-        painter.setPen(_TEXT)
-        painter.drawText(bar, Qt.AlignmentFlag.AlignCenter, index.data(Qt.ItemDataRole.DisplayRole))
-        painter.restore()
 
 
 class QueuePanel(QWidget):
