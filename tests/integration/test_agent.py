@@ -20,7 +20,8 @@ import zmq.asyncio
 from PIL import Image
 
 from lama_desktop.cluster.agent import Agent
-from lama_desktop.cluster.keys import KeyPair
+from lama_desktop.cluster.auth import GUESSES_PER_ADDRESS
+from lama_desktop.cluster.keys import KeyPair, pairing_keypair
 from lama_desktop.cluster.protocol import (
     Cancel,
     Failed,
@@ -275,7 +276,7 @@ def test_unknown_key_is_refused_at_the_handshake_and_logged_with_its_address(
         stranger.close()
 
     run_with_agent(tmp_path, scenario)
-    refusals = [r.getMessage() for r in caplog.records if "refused unknown key" in r.getMessage()]
+    refusals = [r.getMessage() for r in caplog.records if "unknown key" in r.getMessage()]
     assert refusals and "127.0.0.1" in refusals[0]
 
 
@@ -283,35 +284,65 @@ def test_pairing_code_works_once_and_expired_or_reused_codes_are_refused(tmp_pat
     async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
         link = agent.pairing_link()
         assert link.host == "127.0.0.1" and link.port == agent.port
-        newcomer = Desktop(ctx, agent)
-        # An unpaired (pending) peer may present a code, but gets nothing else.
-        reply, _ = await newcomer.ask(*file_job("x"))
+        me = KeyPair(*zmq.curve_keypair())
+        # Only the code's pairing key gets past the handshake; it may present the code, no more.
+        pairing = Desktop(ctx, agent, pairing_keypair(link.code, agent.public_key))
+        reply, _ = await pairing.ask(*file_job("x"))
         assert isinstance(reply, Refuse) and "not paired" in reply.reason
-        reply, _ = await newcomer.ask(Pair(code=link.code, desktop_name="Studio PC"))
+        bad = Pair(code=link.code, desktop_name="Studio PC", desktop_key="short")
+        reply, _ = await pairing.ask(bad)
+        assert isinstance(reply, Refuse) and "own Curve public key" in reply.reason
+        good = Pair(code=link.code, desktop_name="Studio PC", desktop_key=me.public.decode())
+        reply, _ = await pairing.ask(good)
         assert isinstance(reply, Paired) and reply.node == agent.name
         assert [k.name for k in agent.keys.list()] == ["Studio PC"]
-        assert agent.keys.contains(newcomer.keys.public)
-        await newcomer.hello()  # now a paired desktop, on the same connection
-        assert agent.codes.live() == []
-        # Only while a code is live may a stranger even finish the handshake; keep one live.
+        assert agent.keys.contains(me.public) and agent.codes.live() == []
+        reply, _ = await pairing.ask(good)  # the code is used up
+        assert isinstance(reply, Refuse) and "code" in reply.reason
+        pairing.close()
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()  # the desktop's own key is paired now
+        # A reused or expired code's pairing key, or a stranger's key, never gets in.
         agent.codes.issue()
         expired = agent.codes.issue(ttl=0.2)
         await asyncio.sleep(0.3)
-        for code in (link.code, expired, "ABCDEFGH"):  # reused, expired, never issued
-            other = Desktop(ctx, agent)
-            reply, _ = await other.ask(Pair(code=code, desktop_name="Intruder"))
-            assert isinstance(reply, Refuse) and "code" in reply.reason, (code, reply)
+        for keys in (
+            pairing_keypair(link.code, agent.public_key),
+            pairing_keypair(expired, agent.public_key),
+            None,
+        ):
+            other = Desktop(ctx, agent, keys)
+            with pytest.raises(TimeoutError):
+                await other.ask(Pair(code="ABCDEFGH", desktop_name="x"), timeout=1.0)
             other.close()
         assert [k.name for k in agent.keys.list()] == ["Studio PC"]
-        # Guessing is cut short: after 10 wrong codes every live code is withdrawn.
-        assert len(agent.codes.live()) == 1
-        guesser = Desktop(ctx, agent)
-        for attempt in range(10):
-            reply, _ = await guesser.ask(Pair(code=f"AAAAAA{attempt + 2}A", desktop_name="x"))
-            assert isinstance(reply, Refuse)
-        assert agent.codes.live() == []
-        guesser.close()
-        newcomer.close()
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario)
+
+
+def test_guessing_bans_the_address_not_the_code(tmp_path: Path) -> None:
+    """10 wrong keys from one address: that address is refused, a desktop elsewhere still pairs."""
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        code = agent.codes.issue()
+        pairing_key = pairing_keypair(code, agent.public_key).public.decode()
+        for _ in range(GUESSES_PER_ADDRESS):
+            assert agent.auth.decide(zmq.curve_keypair()[0].decode(), "10.9.9.9") is None
+        assert agent.auth.banned("10.9.9.9")
+        assert agent.auth.decide(pairing_key, "10.9.9.9") is None  # even the right one
+        # Loopback has guessed nothing: the code still works from here, over real sockets.
+        assert agent.codes.live() == [code]
+        me = KeyPair(*zmq.curve_keypair())
+        pairing = Desktop(ctx, agent, pairing_keypair(code, agent.public_key))
+        reply, _ = await pairing.ask(
+            Pair(code=code, desktop_name="Laptop", desktop_key=me.public.decode())
+        )
+        assert isinstance(reply, Paired)
+        pairing.close()
+        # A fresh code lifts the ban: 10 guesses per code per address.
+        agent.codes.issue()
+        assert agent.auth.pairing_keys() and not agent.auth.banned("10.9.9.9")
 
     run_with_agent(tmp_path, scenario)
 
@@ -453,9 +484,12 @@ def test_set_workers_and_revoked_keys_take_effect_at_once(tmp_path: Path) -> Non
 
     async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
         link = agent.pairing_link()
-        desktop = Desktop(ctx, agent, me)
-        reply, _ = await desktop.ask(Pair(code=link.code, desktop_name="Desk"))
+        pairing = Desktop(ctx, agent, pairing_keypair(link.code, agent.public_key))
+        pair = Pair(code=link.code, desktop_name="Desk", desktop_key=me.public.decode())
+        reply, _ = await pairing.ask(pair)
         assert isinstance(reply, Paired)
+        pairing.close()
+        desktop = Desktop(ctx, agent, me)
         assert (await desktop.hello()).slots == 0
         reply, _ = await desktop.ask(*file_job("nowhere"))
         assert isinstance(reply, Failed) and "0 slot" in reply.reason and reply.declined
