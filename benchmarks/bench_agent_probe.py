@@ -49,11 +49,11 @@ def stalled_handshake(host: str, port: int, claim: int, send: int) -> socket.soc
     The caller closes the socket. Sending stops early if the agent closes the connection.
     """
     sock = socket.create_connection((host, port), timeout=5)
-    sock.sendall(GREETING)
-    sock.sendall(bytes([0x06]) + struct.pack(">Q", claim))  # command frame, 8-byte size
     chunk = b"\x00" * 65536
     sent = 0
     try:
+        sock.sendall(GREETING)
+        sock.sendall(bytes([0x06]) + struct.pack(">Q", claim))  # command frame, 8-byte size
         while sent < send:
             sent += sock.send(chunk[: min(len(chunk), send - sent)])
     except OSError:

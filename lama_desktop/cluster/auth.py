@@ -240,6 +240,7 @@ class HandshakeLog:
         self._peers: dict[int, str | None] = {}
         self._reasons: deque[str] = deque(maxlen=64)
         self._handshaking: dict[int, float] = {}  # descriptor -> accepted at (monotonic)
+        self._cut_unreported = 0  # cut connections whose handshake failure is still to come
         self._cuts = RefusalLog()
 
     async def run(self) -> None:
@@ -251,8 +252,11 @@ class HandshakeLog:
 
     def handle(self, event: int, value: int) -> None:
         """Account for one monitor event (value: a file descriptor or an error code)."""
-        if event in _HANDSHAKE_ENDED and self._handshaking:
-            del self._handshaking[next(iter(self._handshaking))]
+        if event in _HANDSHAKE_ENDED:
+            if self._cut_unreported:
+                self._cut_unreported -= 1  # the failure of a connection we cut ourselves
+            elif self._handshaking:
+                del self._handshaking[next(iter(self._handshaking))]
         if event == zmq.EVENT_ACCEPTED:
             self._peers[value] = _peer_address(value)
             self._count_handshake(value)
@@ -284,6 +288,7 @@ class HandshakeLog:
             self._handshaking[fd] = now
         elif _cut(fd):
             self.cut += 1
+            self._cut_unreported += 1
             address = self._peers.get(fd) or "an unknown address"
             self._cuts.refused(address, f"{MAX_HANDSHAKING} connections are still shaking hands")
 

@@ -13,6 +13,7 @@ import zmq.asyncio
 from lama_desktop.cluster.auth import PENDING, ZAP_DOMAIN, Peer
 from lama_desktop.cluster.keys import KeyPair
 from lama_desktop.cluster.protocol import (
+    CURVE_FRAME_OVERHEAD,
     Job,
     Message,
     ProtocolError,
@@ -69,7 +70,7 @@ class DesktopFront:
         self.max_message_bytes = max_message_bytes
         self.sessions: dict[bytes, DesktopSession] = {}
         self.sock = context.socket(zmq.ROUTER)
-        configure_router(self.sock, max_message_bytes)
+        configure_router(self.sock, max_message_bytes + CURVE_FRAME_OVERHEAD)
 
     def bind(self, address: str, keypair: KeyPair) -> str:
         """Listen as a Curve server behind ZAP; returns the endpoint bound (zmq.ZMQError)."""

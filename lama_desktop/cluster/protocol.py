@@ -14,6 +14,8 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # the agent's public socket can hold zmq.MAXMSGSIZE at this size, and a stranger's unfinished
 # Curve handshake (whose frames libzmq buffers before ZAP decides) can claim no more than this.
 FRAME_BYTES = 4 * 1024 * 1024
+# What Curve adds to a frame on the wire (MESSAGE command, nonce, MAC): MAXMSGSIZE counts it.
+CURVE_FRAME_OVERHEAD = 64
 # A header is a small msgpack map (settings included); anything larger is garbage or an attack.
 MAX_HEADER_BYTES = 1024 * 1024
 # pyzmq copies frames below zmq.COPY_THRESHOLD (64 kB) even with copy=False, so senders can

@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,9 +21,10 @@ import zmq.asyncio
 from PIL import Image
 
 from lama_desktop.cluster.agent import Agent
-from lama_desktop.cluster.auth import GUESSES_PER_ADDRESS
+from lama_desktop.cluster.auth import GUESSES_PER_ADDRESS, MAX_HANDSHAKING
 from lama_desktop.cluster.keys import KeyPair, pairing_keypair
 from lama_desktop.cluster.protocol import (
+    FRAME_BYTES,
     Cancel,
     Failed,
     Heartbeat,
@@ -42,6 +44,9 @@ from lama_desktop.engine.pipeline import JobSettings, process_arrays
 from tests.plugins.crashy_engine import MARKER, SLOW_MARKER
 
 pytestmark = pytest.mark.integration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_agent_probe import stalled_handshake  # benchmarks/ is not a package  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINAL = HDConfig(strategy=HDStrategy.ORIGINAL)
@@ -556,3 +561,76 @@ def test_a_burst_of_random_frames_never_stops_the_agent(
     logged = [r.getMessage() for r in caplog.records]
     assert sum("dropped a bad message" in m for m in logged) >= 250
     assert not any("broke its handler" in m for m in logged)  # every case handled on purpose
+
+
+def test_a_photo_larger_than_one_frame_travels_split_and_comes_back_whole(tmp_path: Path) -> None:
+    """A 5 MB PNG crosses the agent's 4 MiB frame limit in slices and is cleaned like any photo."""
+    me = KeyPair(*zmq.curve_keypair())
+    rgb = np.random.default_rng(3).integers(0, 255, (1300, 1300, 3), dtype=np.uint8)
+    mask = np.zeros((1300, 1300), np.uint8)
+    mask[600:640, 600:660] = 255
+    image = png(rgb)
+    assert len(image) > FRAME_BYTES  # noise does not compress
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello(timeout=20)
+        settings = JobSettings(model="opencv-telea", hd=ORIGINAL).to_dict()
+        job = Job(
+            job="big", kind="file", settings=settings, image_name="big.png",
+            mask_name="big_mask.png",
+        )  # fmt: skip
+        alive = desktop.keep_alive()  # decoding and encoding 5 MB of noise takes seconds
+        reply, payload = await desktop.ask(job, image, png(mask), timeout=60)
+        alive.cancel()
+        assert isinstance(reply, Result), reply
+        expected = process_arrays(rgb, mask, create_model("opencv-telea", "cpu"), ORIGINAL)
+        assert np.array_equal(decoded(payload[0]), expected)
+        desktop.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me, workers=1)
+
+
+def test_strangers_cannot_hold_more_than_a_few_stalled_handshakes(tmp_path: Path) -> None:
+    """20 connections that stall in their handshake: beyond 16 they are cut; paired work goes on."""
+    me = KeyPair(*zmq.curve_keypair())
+
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        host, port = "127.0.0.1", agent.port
+        loop = asyncio.get_running_loop()
+        desktop = Desktop(ctx, agent, me)
+        await desktop.hello()
+        stalled = [
+            await loop.run_in_executor(None, stalled_handshake, host, port, 1 << 20, 1000)
+            for _ in range(MAX_HANDSHAKING + 4)
+        ]
+        try:
+            await until(lambda: agent.handshakes.cut >= 4, timeout=5)
+            assert agent.handshakes.cut == 4
+            assert (await desktop.hello()).slots == 0  # a paired desktop is still served
+            desktop.close()
+            # A frame over the 4 MiB limit ends a stranger's connection at its header.
+            big = await loop.run_in_executor(None, stalled_handshake, host, port, 268_000_000, 0)
+            await asyncio.sleep(0.3)
+            assert big.recv(1) == b""  # closed by the agent
+            big.close()
+        finally:
+            for sock in stalled:
+                sock.close()
+
+    run_with_agent(tmp_path, scenario, preauthorize=me)
+
+
+def test_a_pending_peer_may_send_only_a_small_pair(tmp_path: Path) -> None:
+    async def scenario(agent: Agent, ctx: zmq.asyncio.Context) -> None:
+        code = agent.codes.issue()
+        pairing = Desktop(ctx, agent, pairing_keypair(code, agent.public_key))
+        dropped = agent.stats.dropped
+        padded = Pair(code=code, desktop_name="x" * 20_000, desktop_key="k")
+        assert pairing.send(padded)
+        with pytest.raises(TimeoutError):
+            await pairing.recv(timeout=1.0)
+        assert agent.stats.dropped == dropped + 1 and agent.codes.live() == [code]
+        pairing.close()
+
+    run_with_agent(tmp_path, scenario)
