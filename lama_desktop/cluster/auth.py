@@ -3,6 +3,7 @@ and a log of connections that fail the Curve handshake before ZAP sees them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -106,6 +107,20 @@ class AgentAuthenticator(AsyncioAuthenticator):
         self._codes: tuple[str, ...] = ()
         self._pairing_keys: dict[str, str] = {}  # pairing public key -> its code
         self._guesses: dict[str, set[str]] = {}  # address -> unknown keys tried
+
+    async def aclose(self) -> None:
+        """Stop answering ZAP requests, leaving no watcher on a closed socket.
+
+        pyzmq's stop() cancels its polling task and closes the ZAP socket at once; the task
+        takes the socket's descriptor off the event loop only when it next runs, so Qt's loop
+        polls a closed descriptor meanwhile ("QSocketNotifier: Invalid socket" at quit).
+        Finishing the task first keeps the order right.
+        """
+        task = getattr(self, "_AsyncioAuthenticator__task", None)  # pyzmq keeps it private
+        if isinstance(task, asyncio.Future) and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.stop()
 
     def pairing_keys(self) -> dict[str, str]:
         """The pairing key of every live code, with its code; guesses reset when codes change."""

@@ -66,8 +66,8 @@ async def request_pairing(
             event = parse_monitor_message(refused.result())
             if int(event["event"]) == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 raise PairingFailed(
-                    "the agent refused the pairing code: it is wrong, expired or already used "
-                    "(or this address tried too many); get a new link"
+                    "the agent refused the link: its code was already used or has expired; "
+                    "get a fresh one with `lama-agent pair` on that machine"
                 )
             raise PairingFailed(
                 "encrypted handshake failed: wrong key in the link, or not a lama-agent"
