@@ -36,7 +36,8 @@ from lama_desktop.cluster.keys import KeyPair, PairingLink
 from lama_desktop.cluster.links import NodeLinks
 from lama_desktop.cluster.node_link import NodeEvents, NodeLink
 from lama_desktop.cluster.node_traffic import NodeTraffic
-from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes, PairingFailed
+from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes
+from lama_desktop.cluster.pairing_session import PairingFailed
 from lama_desktop.cluster.records import JobSpec
 from lama_desktop.cluster.state import Action, SchedulerState
 from lama_desktop.engine.outputs import remove_leftovers
