@@ -356,8 +356,8 @@ class Scheduler:
         mib = f"{size / 2**20:.0f} MiB, over the {limit / 2**20:.0f} MiB one job may carry"
         if edit.windows is None:
             raise InpaintFailed(
-                f"this {w}x{h} photo needs {mib} with the {settings.hd.strategy.value} HD "
-                "strategy; choose the crop strategy (Settings) to send only the erased areas"
+                f"with the {settings.hd.strategy.value} HD strategy this {w}x{h} photo needs "
+                f"{mib}; choose the crop strategy (Settings) to send only the erased areas"
             )
         raise InpaintFailed(
             f"the erased areas of this {w}x{h} photo need {mib}; erase a smaller area at a time"

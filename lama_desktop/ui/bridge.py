@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 
 from lama_desktop.cluster.events import (
     BatchChanged,
@@ -55,20 +55,33 @@ class ClusterBridge(QObject):
     nodeChanged = Signal(object)  # NodeChanged
     batchChanged = Signal(object)  # BatchChanged
     jobChanged = Signal(object)  # JobChanged
+    jobsChanged = Signal(object)  # list[JobView]: the jobs of one flush, each once (latest)
     pausedChanged = Signal(bool)
     snapshotReady = Signal(object)  # Snapshot
     noticeRaised = Signal(str, str)  # title, text
     _incoming = Signal(object)
 
-    def __init__(self, events: EventBus, parent: QObject | None = None) -> None:
+    def __init__(
+        self, events: EventBus, parent: QObject | None = None, *, coalesce_ms: int = 0
+    ) -> None:
+        """`coalesce_ms` > 0: events are gathered and handed on once per that many ms, each
+        node, batch and job once with its latest view (the app: a 100,000-photo batch makes
+        one update per frame, not one per dispatch). 0: each event at once (tests)."""
         super().__init__(parent)
+        self._pending: dict[tuple[str, str], Event] = {}
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(coalesce_ms)
+        self._flush_timer.timeout.connect(self.flush)
+        self._coalesce = coalesce_ms > 0
+        self._serial = 0
         self._nodes: dict[str, NodeView] = {}
         self._batches: dict[str, BatchView] = {}
         self._jobs: dict[str, JobView] = {}
         self._batch_jobs: dict[str, list[str]] = {}
         self._paused = False
         # AutoConnection: direct when published on this thread, queued from any other one.
-        self._incoming.connect(self._handle, Qt.ConnectionType.AutoConnection)
+        self._incoming.connect(self._receive, Qt.ConnectionType.AutoConnection)
         self._apply(events.snapshot())
         unsubscribe = events.subscribe(self._incoming.emit)
         self._unsubscribe: Callable[[], None] | None = unsubscribe
@@ -117,12 +130,43 @@ class ClusterBridge(QObject):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._flush_timer.stop()
 
     # -- event handling ------------------------------------------------------------------
 
     @Slot(object)
-    def _handle(self, event: Event) -> None:
-        if isinstance(event, Snapshot):
+    def _receive(self, event: Event) -> None:
+        if not self._coalesce:
+            self._handle(event, [])
+            return
+        if isinstance(event, Snapshot):  # it holds everything the others said, notices aside
+            self._pending = {k: e for k, e in self._pending.items() if isinstance(e, Notice)}
+        self._serial += 1
+        key = _coalesce_key(event, self._serial)
+        self._pending.pop(key, None)  # moved to the end: events keep their latest order
+        self._pending[key] = event
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    def flush(self) -> None:
+        """Hand on the gathered events now (the timer does it every `coalesce_ms`)."""
+        self._flush_timer.stop()
+        pending, self._pending = self._pending, {}
+        jobs: list[JobView] = []
+        for event in pending.values():
+            self._handle(event, jobs)
+        if jobs:
+            self.jobsChanged.emit(jobs)
+
+    def _handle(self, event: Event, jobs: list[JobView]) -> None:
+        if isinstance(event, JobChanged):
+            self._remember_job(event.job)
+            self.jobChanged.emit(event)
+            if self._coalesce:
+                jobs.append(event.job)
+            else:
+                self.jobsChanged.emit([event.job])
+        elif isinstance(event, Snapshot):
             self._apply(event)
             self.snapshotReady.emit(event)
         elif isinstance(event, NodeChanged):
@@ -139,9 +183,6 @@ class ClusterBridge(QObject):
             else:
                 self._batches[event.batch.batch_id] = event.batch
             self.batchChanged.emit(event)
-        elif isinstance(event, JobChanged):
-            self._remember_job(event.job)
-            self.jobChanged.emit(event)
         elif isinstance(event, Notice):
             self.noticeRaised.emit(event.title, event.text)
         elif isinstance(event, QueuePaused) and event.paused != self._paused:
@@ -163,3 +204,16 @@ class ClusterBridge(QObject):
         if job.job_id not in self._jobs:
             self._batch_jobs.setdefault(job.batch_id, []).append(job.job_id)
         self._jobs[job.job_id] = job
+
+
+def _coalesce_key(event: Event, serial: int) -> tuple[str, str]:
+    """Events with one key replace each other while gathered; a notice is never dropped."""
+    if isinstance(event, JobChanged):
+        return "job", event.job.job_id
+    if isinstance(event, BatchChanged):
+        return "batch", event.batch.batch_id
+    if isinstance(event, NodeChanged):
+        return "node", event.node.node_id
+    if isinstance(event, (QueuePaused, Snapshot)):
+        return type(event).__name__, ""
+    return "notice", str(serial)

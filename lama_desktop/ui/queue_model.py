@@ -26,6 +26,9 @@ REASON_COLUMN = COLUMNS.index("Reason")
 NODE_COLUMN = COLUMNS.index("Node")
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # int 0-100 for a batch's progress bar
 FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # int 0-100: the share of a batch that failed
+# A batch's job rows are made this many at a time (fetchMore, as the view scrolls), so a
+# 100,000-photo batch costs Qt a few hundred rows, not 100,000; smaller batches show at once.
+FETCH_ROWS = 500
 _BAD_JOBS = (JobState.FAILED, JobState.POISON)
 JOB_COLOURS = {
     JobState.QUEUED: QColor("#757575"),  # its reason repeats the batch's: grey, not loud
@@ -147,7 +150,8 @@ class QueueModel(QAbstractItemModel):
     """Top level: one row per batch in queue order; children: that batch's jobs.
 
     A job index carries its batch's stable key as internal id (0 marks a batch row), so an
-    index stays meaningful while batches move up and down.
+    index stays meaningful while batches move up and down. Every job is known, but only the
+    first `FETCH_ROWS` of a batch are rows until the view asks for more (`fetchMore`).
     """
 
     def __init__(self, bridge: ClusterBridge, parent: Any = None) -> None:
@@ -157,7 +161,7 @@ class QueueModel(QAbstractItemModel):
         self._by_key: dict[int, str] = {}
         self._load(bridge.batches(), [j for b in bridge.batches() for j in bridge.jobs(b.batch_id)])
         bridge.batchChanged.connect(self.on_batch_changed)
-        bridge.jobChanged.connect(self.on_job_changed)
+        bridge.jobsChanged.connect(self.on_jobs_changed)
         bridge.snapshotReady.connect(self.on_snapshot)
 
     def _load(self, batches: list[BatchView], jobs: list[JobView]) -> None:
@@ -168,6 +172,7 @@ class QueueModel(QAbstractItemModel):
             self._key(batch.batch_id)
         for job in jobs:
             self._store_job(job)
+        self._shown = {b: min(len(j), FETCH_ROWS) for b, j in self._jobs.items()}
 
     def _key(self, batch_id: str) -> int:
         if batch_id not in self._keys:
@@ -217,7 +222,27 @@ class QueueModel(QAbstractItemModel):
             return len(self._batches)
         if parent.internalId() != 0 or parent.column() != 0:
             return 0
-        return len(self._jobs.get(self._batches[parent.row()].batch_id, ()))
+        return self._shown.get(self._batches[parent.row()].batch_id, 0)
+
+    def _unshown(self, parent: QModelIndex | QPersistentModelIndex) -> int:
+        if not parent.isValid() or parent.internalId() != 0 or parent.column() != 0:
+            return 0
+        batch_id = self._batches[parent.row()].batch_id
+        return len(self._jobs.get(batch_id, ())) - self._shown.get(batch_id, 0)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        return self._unshown(parent) > 0
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
+        """Make the batch's next `FETCH_ROWS` jobs rows (the view asks as it scrolls)."""
+        more = min(self._unshown(parent), FETCH_ROWS)
+        if more <= 0:
+            return
+        batch_id = self._batches[parent.row()].batch_id
+        shown = self._shown.get(batch_id, 0)
+        self.beginInsertRows(parent, shown, shown + more - 1)
+        self._shown[batch_id] = shown + more
+        self.endInsertRows()
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return len(COLUMNS)
@@ -288,6 +313,7 @@ class QueueModel(QAbstractItemModel):
                 del self._batches[row]
                 self._jobs.pop(batch.batch_id, None)
                 self._job_rows.pop(batch.batch_id, None)
+                self._shown.pop(batch.batch_id, None)
                 self.endRemoveRows()
             return
         if row is None:
@@ -295,12 +321,13 @@ class QueueModel(QAbstractItemModel):
             row = len(self._batches)
             self.beginInsertRows(QModelIndex(), row, row)
             self._batches.append(batch)
+            self._shown[batch.batch_id] = min(len(self._jobs.get(batch.batch_id, ())), FETCH_ROWS)
             self.endInsertRows()
         else:
             old_waiting = self._batches[row].waiting
             self._batches[row] = batch
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
-            count = len(self._jobs.get(batch.batch_id, ()))
+            count = self._shown.get(batch.batch_id, 0)
             if batch.waiting != old_waiting and count:
                 # Queued photos show their batch's reason for waiting: one range for them all.
                 parent = self.index(row, 0)
@@ -324,24 +351,31 @@ class QueueModel(QAbstractItemModel):
 
     def on_job_changed(self, event: JobChanged) -> None:
         """Add a job under its batch or update its row in place."""
-        job = event.job
-        if job.batch_id is None:
-            return
-        parent = self.batch_index(job.batch_id)
-        if not parent.isValid():
-            self._store_job(job)  # its batch shows up later with the job already known
-            return
-        existing = self._job_rows.get(job.batch_id, {}).get(job.job_id)
-        if existing is None:
-            row = len(self._jobs.get(job.batch_id, ()))
-            self.beginInsertRows(parent, row, row)
-            self._store_job(job)
-            self.endInsertRows()
-        else:
-            self._store_job(job)
-            self.dataChanged.emit(
-                self.index(existing, 0, parent), self.index(existing, len(COLUMNS) - 1, parent)
-            )
+        self.on_jobs_changed([event.job])
+
+    def on_jobs_changed(self, jobs: list[JobView]) -> None:
+        """Add jobs under their batches and update their rows: one range per batch."""
+        by_batch: dict[str, list[JobView]] = {}
+        for job in jobs:
+            if job.batch_id is not None:
+                by_batch.setdefault(job.batch_id, []).append(job)
+        for batch_id, views in by_batch.items():
+            parent = self.batch_index(batch_id)
+            changed = [row for row, new in map(self._store_job, views) if not new]
+            if not parent.isValid():
+                continue  # its batch shows up later with the jobs already known
+            shown = self._shown.get(batch_id, 0)
+            changed = [row for row in changed if row < shown]
+            if changed:
+                self.dataChanged.emit(
+                    self.index(min(changed), 0, parent),
+                    self.index(max(changed), len(COLUMNS) - 1, parent),
+                )
+            wanted = max(shown, min(len(self._jobs[batch_id]), FETCH_ROWS))
+            if wanted > shown:
+                self.beginInsertRows(parent, shown, wanted - 1)
+                self._shown[batch_id] = wanted
+                self.endInsertRows()
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         """Start over from a full snapshot (rare: once when the scheduler starts)."""
