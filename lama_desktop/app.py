@@ -87,12 +87,13 @@ class EmbeddedCluster:
     async def start(self) -> None:
         """Start the scheduler (it resumes unfinished batches), then the local agent."""
         from lama_desktop.cluster.agent import Agent
+        from lama_desktop.cluster.agent_thread import AgentThread
         from lama_desktop.cluster.keys import load_or_create_keypair
 
         await self.scheduler.start()
         agent_dir = self.dirs.data / "local-agent"
         agent_dir.mkdir(parents=True, exist_ok=True)
-        self.agent = Agent(
+        agent = Agent(
             "tcp://127.0.0.1:0",
             data_dir=agent_dir,
             workers=self.settings.workers(),  # type: ignore[arg-type]
@@ -103,6 +104,8 @@ class EmbeddedCluster:
             log_file=False,  # the app's own log already holds the agent's lines
             worker_log_level="INFO",  # relogged here: the log file has them, the terminal not
         )
+        # On its own thread and loop: a busy GUI must not silence its heartbeats (issue 8).
+        self.agent = AgentThread(agent)
         await self.agent.start()
         self.local_node = await self.scheduler.add_node(
             self.agent.endpoint, self.agent.public_key, self.agent.name, local=True
@@ -135,7 +138,8 @@ async def run(
         preload.join()
     cluster = EmbeddedCluster(settings, dirs)
     phases["cluster_built"] = time.time() - started
-    bridge = ClusterBridge(cluster.scheduler.events)
+    # Events reach the panels once per frame: a 100,000-photo batch must not repaint per job.
+    bridge = ClusterBridge(cluster.scheduler.events, coalesce_ms=25)
     window = MainWindow(cluster.scheduler, bridge, settings, dirs=dirs)
     phases["window_built"] = time.time() - started
     quit_requested = asyncio.Event()

@@ -37,6 +37,7 @@ from lama_desktop.cluster.journal_salvage import (
 __all__ = ["Journal", "MissingRows", "StoredBatch", "StoredJob", "StoredNode"]
 
 SCHEMA_VERSION = 1
+WAL_LIMIT_BYTES = 8 * 1024 * 1024
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
@@ -122,6 +123,9 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # A 100,000-job batch is one transaction: without a limit the -wal file keeps that
+        # size (as large as the journal itself) after every checkpoint.
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         with self._lock:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()

@@ -1,0 +1,209 @@
+"""A 100,000-photo batch queued in the app (JSON): GUI event-loop lag, GUI RSS, journal size.
+
+    python benchmarks/bench_gui_scale.py [--count 100000] [--workers 2] [--quick] [--baseline]
+
+In this process, as the app runs them: the main window (offscreen unless a display is set),
+the bridge gathering events once per frame, the scheduler with its journal, and the local
+agent with real OpenCV (Telea) workers. Tiny 64x48 photos (`tiny_batch.py`) are queued as the
+batch dialog does and run to the end, while a 10 ms QTimer measures how late the GUI loop is,
+and every second the Queue panel scrolls a page down through the batch's jobs (rows are made
+as it goes). `--baseline` runs the same again with events handed to Qt one by one (the bridge
+before coalescing) and quotes the ratio. Goals: lag p99 < 50 ms, GUI RSS < 400 MiB, journal
+< 100 MB. `--quick`: 5,000 photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gui import _isolated_env  # noqa: E402  # benchmarks/ is not a package
+from tiny_batch import make_tiny_batch  # noqa: E402
+
+GOALS = {"lag_p99_ms": 50.0, "gui_rss_mib": 400.0, "journal_mib": 100.0}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[str, Any]:
+    import psutil
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from lama_desktop.app import EmbeddedCluster
+    from lama_desktop.cluster.events import NodeChanged, NodeState
+    from lama_desktop.config import AppSettings, app_dirs
+    from lama_desktop.engine.pipeline import JobSettings
+    from lama_desktop.engine.plan import plan_batch
+    from lama_desktop.ui.bridge import ClusterBridge
+    from lama_desktop.ui.main_window import MainWindow
+
+    tmp = tempfile.TemporaryDirectory(prefix="lama-bench-scale-")
+    root = Path(tmp.name)
+    os.environ.update({k: v for k, v in _isolated_env(root).items() if k.startswith("LAMA_")})
+    app = QApplication.instance() or QApplication([])
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    settings = AppSettings(model="opencv-telea", device="cpu", local_worker_count=workers)
+    dirs = app_dirs()
+    cluster = EmbeddedCluster(settings, dirs)
+    bridge = ClusterBridge(cluster.scheduler.events, coalesce_ms=coalesce_ms)
+    window = MainWindow(cluster.scheduler, bridge, settings, dirs=dirs)
+    window.resize(1400, 900)
+    window.show()
+    process = psutil.Process()
+    lost: list[str] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, NodeChanged) and event.node.local:
+            if event.node.state == NodeState.OFFLINE:
+                lost.append(event.node.reason)
+
+    cluster.scheduler.events.subscribe(on_event)
+    lags: list[float] = []
+    rss: list[int] = []
+    scrolls: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        lags.append(max(0.0, now - last[0] - 0.010))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    tree = window.queue_panel.tree
+
+    def scroll() -> None:
+        rss.append(process.memory_info().rss)
+        started = time.perf_counter()
+        top = tree.model().index(0, 0)
+        if top.isValid() and not tree.isExpanded(top):
+            tree.expand(top)
+        bar = tree.verticalScrollBar()
+        bar.setValue(bar.value() + bar.pageStep())
+        tree.viewport().repaint()
+        scrolls.append(time.perf_counter() - started)
+
+    scroller = QTimer()
+    scroller.setInterval(1000)
+    scroller.timeout.connect(scroll)
+
+    async def body() -> dict[str, Any]:
+        await cluster.start()
+        while not any(
+            n.local and n.state in (NodeState.IDLE, NodeState.BUSY) and n.slots
+            for n in cluster.scheduler.snapshot().nodes
+        ):
+            await asyncio.sleep(0.05)
+        plan = await asyncio.get_running_loop().run_in_executor(
+            None, plan_batch, images, masks, root / "out"
+        )
+        timer.start()
+        scroller.start()
+        started = time.perf_counter()
+        batch = cluster.scheduler.submit_batch(plan, JobSettings(model="opencv-telea"), "scale")
+        submit_s = time.perf_counter() - started
+        outcomes = await cluster.scheduler.wait_batch(batch)
+        wall = time.perf_counter() - started
+        timer.stop()
+        scroller.stop()
+        scroll()
+        await cluster.scheduler.writer.flush()
+        journal = sum(p.stat().st_size for p in dirs.journal.parent.glob(dirs.journal.name + "*"))
+        done = sum(o.status == "done" for o in outcomes)
+        return {"submit_s": submit_s, "wall_s": wall, "done": done, "journal": journal}
+
+    try:
+        result = loop.run_until_complete(body())
+    finally:
+        loop.run_until_complete(cluster.stop())
+        window.shutdown()
+        window.deleteLater()
+        bridge.deleteLater()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        tmp.cleanup()
+    steady = lags[1:]  # the first tick waits for submit_batch itself, reported on its own
+    return {
+        "coalesce_ms": coalesce_ms,
+        "jobs_done": result["done"],
+        "wall_s": round(result["wall_s"], 1),
+        "jobs_per_s": round(result["done"] / result["wall_s"], 1),
+        "submit_ms": round(result["submit_s"] * 1000, 1),
+        "lag_ms": {
+            "p50": round(percentile(steady, 0.50) * 1000, 1),
+            "p99": round(percentile(steady, 0.99) * 1000, 1),
+            "max": round(max(steady, default=0.0) * 1000, 1),
+            "samples": len(steady),
+        },
+        "scroll_page_ms": {
+            "median": round(statistics.median(scrolls) * 1000, 1),
+            "max": round(max(scrolls) * 1000, 1),
+            "pages": len(scrolls),
+        },
+        "gui_rss_mib_peak": round(max(rss) / 2**20, 1),
+        "journal_mib": round(result["journal"] / 2**20, 2),
+        "local_node_lost": lost,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="5,000 photos")
+    parser.add_argument("--baseline", action="store_true", help="also run without coalescing")
+    parser.add_argument("--photos", type=Path, help="folder for the generated photos (kept)")
+    args = parser.parse_args()
+    count = 5000 if args.quick else args.count
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory(prefix="lama-bench-tiny-") as tmp:
+        folder = args.photos or Path(tmp)
+        started = time.perf_counter()
+        images, masks = make_tiny_batch(folder, count)
+        generated = time.perf_counter() - started
+        load_before = os.getloadavg()
+        runs = [run_once(images, masks, args.workers, coalesce_ms=25)]
+        if args.baseline:
+            runs.append(run_once(images, masks, args.workers, coalesce_ms=0))
+    result: dict[str, Any] = {
+        "benchmark": "gui_scale",
+        "photos": count,
+        "photo_size": "64x48",
+        "workers": args.workers,
+        "cpu_count": os.cpu_count(),
+        "generate_s": round(generated, 1),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "runs": runs,
+        "goals": GOALS,
+        "met": {
+            "lag_p99_ms": runs[0]["lag_ms"]["p99"] < GOALS["lag_p99_ms"],
+            "gui_rss_mib": runs[0]["gui_rss_mib_peak"] < GOALS["gui_rss_mib"],
+            "journal_mib": runs[0]["journal_mib"] < GOALS["journal_mib"],
+        },
+    }
+    if args.baseline and runs[1]["lag_ms"]["p99"]:
+        result["lag_p99_ratio_coalesced_vs_per_event"] = round(
+            runs[0]["lag_ms"]["p99"] / runs[1]["lag_ms"]["p99"], 3
+        )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
