@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gui import _isolated_env  # noqa: E402  # benchmarks/ is not a package
-from tiny_batch import make_tiny_batch  # noqa: E402
+from bench_gui import _isolated_env  # benchmarks/ is not a package
+from tiny_batch import make_tiny_batch
 
 GOALS = {"lag_p99_ms": 50.0, "gui_rss_mib": 400.0, "journal_mib": 100.0}
 
@@ -68,9 +68,9 @@ def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[
     lost: list[str] = []
 
     def on_event(event: Any) -> None:
-        if isinstance(event, NodeChanged) and event.node.local:
-            if event.node.state == NodeState.OFFLINE:
-                lost.append(event.node.reason)
+        local = isinstance(event, NodeChanged) and event.node.local
+        if local and event.node.state == NodeState.OFFLINE:
+            lost.append(event.node.reason)
 
     cluster.scheduler.events.subscribe(on_event)
     lags: list[float] = []

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import SEED  # noqa: E402  # benchmarks/ is not a package
+from data import SEED  # benchmarks/ is not a package
 
 SIZE = (64, 48)
 VARIANTS = 97  # distinct photos, written under every name in turn (a prime: no visible cycle)
