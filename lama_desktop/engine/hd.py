@@ -98,6 +98,42 @@ def working_size(
     return height, width
 
 
+def region_boxes(mask: np.ndarray) -> list[Box]:
+    """Boxes holding the mask's regions, found with numpy alone (no cv2: the GUI process
+    routes with it). The mask is cut along empty rows and columns until nothing cuts, so each
+    of cv2's outer-contour boxes (`mask_boxes`) lies inside one of these, most often equal."""
+    height, width = mask.shape[:2]
+    boxes: list[Box] = []
+    todo: list[Box] = [(0, 0, width, height)]
+    while todo:
+        left, top, right, bottom = todo.pop()
+        lit = mask[top:bottom, left:right] > 0
+        rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+        if rows.size == 0:
+            continue
+        row_runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+        col_runs = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+        if len(row_runs) == 1 and len(col_runs) == 1:
+            boxes.append((left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1))
+        elif len(row_runs) > 1:
+            l_, r_ = left + cols[0], left + cols[-1] + 1
+            todo += [(l_, top + run[0], r_, top + run[-1] + 1) for run in row_runs]
+        else:
+            t_, b_ = top + rows[0], top + rows[-1] + 1
+            todo += [(left + run[0], t_, left + run[-1] + 1, b_) for run in col_runs]
+    return [(int(a), int(b), int(c), int(d)) for a, b, c, d in boxes]
+
+
+def estimate_size(height: int, width: int, cfg: HDConfig, mask: np.ndarray) -> tuple[int, int]:
+    """`working_size` for memory estimates, without cv2: crop boxes from `region_boxes`."""
+    if not _uses_crop(height, width, cfg):
+        return working_size(height, width, cfg)
+    boxes = [crop_box(b, height, width, cfg.crop_margin) for b in region_boxes(mask)]
+    if not boxes:
+        return 0, 0
+    return max(((b[3] - b[1]) * (b[2] - b[0]), (b[3] - b[1], b[2] - b[0])) for b in boxes)[1]
+
+
 def _run_resize(model: InpaintModel, image: np.ndarray, mask: np.ndarray, limit: int) -> np.ndarray:
     height, width = mask.shape
     small_h, small_w = resized_size(height, width, limit)
