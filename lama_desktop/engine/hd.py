@@ -175,8 +175,8 @@ def _run_crop(model: InpaintModel, image: np.ndarray, mask: np.ndarray, margin: 
 
 
 def _check_patch(model: InpaintModel, patch: np.ndarray, shape: tuple[int, ...]) -> None:
-    if not isinstance(patch, np.ndarray) or patch.shape[:2] != shape or patch.shape[2:] != (3,):
-        got = getattr(patch, "shape", type(patch).__name__)
+    if not isinstance(patch, np.ndarray) or patch.dtype != np.uint8 or patch.shape != (*shape, 3):
+        got = f"{patch.dtype} {patch.shape}" if isinstance(patch, np.ndarray) else type(patch)
         raise EngineError(f"model {model.name!r} returned {got} for a crop of {shape}")
 
 
