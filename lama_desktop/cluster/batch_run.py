@@ -153,7 +153,7 @@ async def _run(
         for link in pair:
             await scheduler.pair(link)
         for spec in nodes:
-            await _use_node(scheduler, spec)
+            await use_node(scheduler, spec)
         await _wait_ready(scheduler, settings.model)
 
         def on_event(event: Event) -> None:
@@ -214,7 +214,7 @@ def local_worker_plan(
     return "auto", settings.device
 
 
-async def _use_node(scheduler: Scheduler, spec: str) -> None:
+async def use_node(scheduler: Scheduler, spec: str) -> None:
     """A pairing link (paired now if needed) or the address of an agent paired before."""
     assert scheduler.journal is not None
     known = scheduler.journal.nodes()
