@@ -171,6 +171,13 @@ class IOPaintApi:
         image_bytes = decode_base64(req.image, "image")
         mask_bytes = decode_base64(req.mask, "mask")
         settings = self._settings(req)
+        have = self.models_on_nodes()
+        if have and settings.model not in have:
+            raise ApiError(
+                503,
+                f"no node has the model {settings.model!r} (nodes have "
+                f"{', '.join(sorted(have))}); choose another with POST /api/v1/model",
+            )
         seed = req.seed()
         picture, mask = await self._run(_decode_pair, image_bytes, mask_bytes)
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from lama_desktop.cluster.iopaint_api import IOPaintApi
 from lama_desktop.cluster.metrics import CONTENT_TYPE, SchedulerMetrics, render
+from lama_desktop.engine.base import resolve_auto_model
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +154,37 @@ class ApiService:
     async def stop(self) -> None:
         await self.site.stop()
         self.metrics.unsubscribe()
+
+
+class ApiSwitch:
+    """The app's "Serve the IOPaint API" setting: starts, restarts or stops one ApiService."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.service: ApiService | None = None
+        self._lock = asyncio.Lock()  # settings applied twice quickly must not race two starts
+
+    async def apply(self, enabled: bool, options: ServeOptions) -> str:
+        """Serve with `options`, or stop; returns a line for the status bar."""
+        async with self._lock:
+            running = self.service
+            if running is not None and enabled and running.options == options:
+                return f"Serving the IOPaint API on {running.site.url}"
+            await self.stop_now()
+            if not enabled:
+                return ""
+            try:
+                if options.model == "auto":
+                    options = replace(options, model=resolve_auto_model()[0])
+                service = ApiService(self.scheduler, options)
+                await service.start()
+            except (OSError, ValueError) as exc:
+                log.warning("the IOPaint API did not start: %s", exc)
+                return f"The IOPaint API did not start: {exc}"
+            self.service = service
+            return f"Serving the IOPaint API on {service.site.url}"
+
+    async def stop_now(self) -> None:
+        if self.service is not None:
+            service, self.service = self.service, None
+            await service.stop()
