@@ -218,6 +218,15 @@ async def use_node(scheduler: Scheduler, spec: str) -> None:
     """A pairing link (paired now if needed) or the address of an agent paired before."""
     assert scheduler.journal is not None
     known = scheduler.journal.nodes()
+    if spec.lower().startswith(("http://", "https://")):  # an IOPaint-compatible endpoint
+        from lama_desktop.cluster.http_node import HttpNodeSpec
+
+        http = HttpNodeSpec.parse(spec)
+        seen = next((n for n in known if n.address == http.address), None)
+        token = http.token or (seen.server_key if seen else "")
+        await scheduler.add_node(http.address, token, seen.name if seen else "",
+                                 node_id=seen.node_id if seen else None)  # fmt: skip
+        return
     if spec.startswith("lama://"):
         link = PairingLink.parse(spec)
         for node in known:
