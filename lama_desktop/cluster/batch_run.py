@@ -219,7 +219,7 @@ async def use_node(scheduler: Scheduler, spec: str) -> None:
     assert scheduler.journal is not None
     known = scheduler.journal.nodes()
     if spec.lower().startswith(("http://", "https://")):  # an IOPaint-compatible endpoint
-        from lama_desktop.cluster.http_node import HttpNodeSpec
+        from lama_desktop.cluster.http_address import HttpNodeSpec
 
         http = HttpNodeSpec.parse(spec)
         seen = next((n for n in known if n.address == http.address), None)

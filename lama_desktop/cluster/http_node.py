@@ -14,9 +14,8 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -28,40 +27,8 @@ from lama_desktop.engine.base import EngineError
 
 log = logging.getLogger(__name__)
 
-HTTP_SCHEMES = ("http://", "https://")
 PROBE_FAILURES_DOWN = 2  # failed probes in a row before a working endpoint is called down
 _PERMANENT = (400, 413, 422)  # the request itself is bad: another try cannot help
-
-
-def is_http_address(address: str) -> bool:
-    return address.lower().startswith(HTTP_SCHEMES)
-
-
-@dataclass(frozen=True)
-class HttpNodeSpec:
-    """`http(s)://[TOKEN@]HOST:PORT[/path][?slots=N]`: where, the bearer token, how many at once."""
-
-    url: str
-    token: str = ""
-    slots: int = 1
-
-    @classmethod
-    def parse(cls, spec: str) -> HttpNodeSpec:
-        parts = urlsplit(spec.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{spec!r} is not an http(s)://HOST:PORT address")
-        query = parse_qs(parts.query)
-        slots_text = query.get("slots", ["1"])[-1]
-        if not slots_text.isdigit() or not 1 <= int(slots_text) <= 64:
-            raise ValueError(f"slots={slots_text!r}: a number of requests at once, 1 to 64")
-        netloc = parts.netloc.rsplit("@", 1)[-1]
-        url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        return cls(url, parts.password or parts.username or "", int(slots_text))
-
-    @property
-    def address(self) -> str:
-        """The form kept in the journal and shown in the Nodes panel (never the token)."""
-        return self.url if self.slots == 1 else f"{self.url}?slots={self.slots}"
 
 
 class HttpNodeLink(NodeLink):

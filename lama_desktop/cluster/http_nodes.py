@@ -8,7 +8,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from lama_desktop.cluster.http_node import HttpNodeLink, HttpNodeSpec
+from lama_desktop.cluster.http_address import HttpNodeSpec
+from lama_desktop.cluster.http_node import HttpNodeLink
 from lama_desktop.cluster.journal import StoredNode
 
 
