@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        from lama_desktop.cluster.worker import load_plugins
+
+        load_plugins(os.environ.get("LAMA_PLUGINS"))  # their engines are models to serve too
         if args.model != "auto":
             args.model = get_spec(args.model).name
         check_bind(args.host, args.token)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 PROBE_FAILURES_DOWN = 2  # failed probes in a row before a working endpoint is called down
 _PERMANENT = (400, 413, 422)  # the request itself is bad: another try cannot help
+# Busy, cold-starting or without the model for now: not the job's fault, try elsewhere first.
+_DECLINED = (429, 503)
 
 
 class HttpNodeLink(NodeLink):
@@ -199,7 +201,10 @@ class HttpNodeLink(NodeLink):
                 return
             if status != 200:
                 failed = p.Failed(
-                    job=msg.job, reason=error_detail(status, data), permanent=status in _PERMANENT
+                    job=msg.job,
+                    reason=error_detail(status, data),
+                    permanent=status in _PERMANENT,
+                    declined=status in _DECLINED,
                 )
                 self._report_failed(failed, generation)
                 return

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 100 * 1024 * 1024  # base64 of a 60-70 MB photo plus its mask
 REQUEST_TIMEOUT_S = 600.0
+MODEL_WAIT_S = 10.0  # as `batch`: how long a node's workers may take to list their models
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _WORKING = (NodeState.IDLE, NodeState.BUSY)
 
@@ -171,7 +172,7 @@ class IOPaintApi:
         image_bytes = decode_base64(req.image, "image")
         mask_bytes = decode_base64(req.mask, "mask")
         settings = self._settings(req)
-        have = self.models_on_nodes()
+        have = await self._nodes_with(settings.model)
         if have and settings.model not in have:
             raise ApiError(
                 503,
@@ -237,6 +238,19 @@ class IOPaintApi:
             log.info("API default model: %s -> %s", self.model, spec.name)
         self.model = spec.name
         return web.json_response(model_info(self.model))
+
+    async def _nodes_with(self, model: str) -> set[str]:
+        """The working nodes' models, once `model` is among them or MODEL_WAIT_S has passed.
+
+        A node lists plugin engines only once its workers are up, so a model may be missing
+        for a few seconds after start; a model no node has is refused after that.
+        """
+        deadline = asyncio.get_running_loop().time() + MODEL_WAIT_S
+        have = self.models_on_nodes()
+        while have and model not in have and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            have = self.models_on_nodes()
+        return have
 
     def models_on_nodes(self) -> set[str]:
         """Models of the nodes that can take jobs now."""

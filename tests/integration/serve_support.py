@@ -46,11 +46,17 @@ class Reply:
 class ServeProcess:
     """`lama-desktop serve --port 0 ...`; `url` is the address it printed."""
 
-    def __init__(self, data_dir: Path, *args: str, token: str | None = TOKEN) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        token: str | None = TOKEN,
+        env: dict[str, str] | None = None,
+    ) -> None:
         command = [sys.executable, "-m", "lama_desktop.cli", "serve", "--port", "0", *args]
         if token:
             command += ["--token", token]
-        env = dict(os.environ, LAMA_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO))
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {}), "LAMA_DATA_DIR": str(data_dir)}
         self.token = token
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
@@ -92,6 +98,10 @@ class ServeProcess:
                 return
             time.sleep(0.1)
         raise TimeoutError("no node became ready")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def close(self) -> None:
         if self.process.poll() is None:
