@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}  # limits of the file formats themselves
 _ORIENTATION = 0x0112
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+# write_atomic's temporary file for NAME: ".NAME.<8 hex>.tmp" (see temp_path).
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
 
 class ImageError(EngineError):
@@ -341,11 +345,11 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: already exists (not overwritten)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Dot-prefixed with a non-image suffix so a batch scanning this folder never picks it up.
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(temp, flags, 0o666)
     try:
+        lock_temp(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -358,6 +362,27 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
         temp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name next to `path` (matches TEMP_NAME)."""
+    # Dot-prefixed with a non-image suffix so a batch scanning this folder never picks it up.
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def lock_temp(fd: int) -> None:
+    """Hold an exclusive lock on a temporary file while it is written.
+
+    The kernel drops it when the writer dies, so a later run tells a leftover of a killed
+    writer (lock free: remove it) from a file another run is writing now (locked: keep it).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: an open file cannot be deleted there anyway
+        return
+    # On a file system without locks, the leftover check falls back to the file's age.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _place_new(temp: Path, path: Path) -> None:

@@ -14,7 +14,7 @@ from shiboken6 import Shiboken
 
 from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
-from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
+from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error, show_warning
 from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
         bridge.nodeChanged.connect(self._on_node_changed)
         bridge.snapshotReady.connect(lambda _s: self._update_workers())
+        bridge.noticeRaised.connect(self._show_notice)
         set_error_handler(self._show_error)
         self._update_workers()
 
@@ -193,6 +194,11 @@ class MainWindow(QMainWindow):
     def _show_error(self, parent: QWidget | None, title: str, error: BaseException) -> None:
         self.statusBar().showMessage(f"{title}: {error}", 15000)
         show_error(self, title, error)
+
+    def _show_notice(self, title: str, text: str) -> None:
+        """Tell the user what the cluster must say (a replaced journal): a box and the status."""
+        self.statusBar().showMessage(f"{title}: {text}", 30000)
+        show_warning(self, title, text)
 
     def set_agent(self, agent: Any) -> None:
         """The embedded local agent, so settings can switch its workers without a restart."""
