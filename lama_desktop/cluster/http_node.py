@@ -63,6 +63,7 @@ class HttpNodeLink(NodeLink):
         self._ready = False
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         # PNG encode and decode of each job, off the event loop.
         self._codec = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lama-http")
 
@@ -111,7 +112,8 @@ class HttpNodeLink(NodeLink):
         if self._probe is not None:
             self._probe.cancel()
         with contextlib.suppress(RuntimeError):  # no loop: nothing was started
-            asyncio.get_running_loop().create_task(self.wait_closed())
+            # Held here: the loop keeps tasks only weakly.
+            self._closing = asyncio.get_running_loop().create_task(self.wait_closed())
 
     async def wait_closed(self) -> None:
         """Wait until the probe and the requests have ended and the session is closed."""
