@@ -121,6 +121,32 @@ def test_a_wrong_token_is_a_down_node_with_its_reason(
     assert "401" in view.reason and "Bearer" in view.reason
 
 
+def test_an_http_node_comes_back_after_a_restart(endpoint: ServeProcess, tmp_path: Path) -> None:
+    journal, keys = tmp_path / "j.sqlite3", load_or_create_keypair(tmp_path / "desktop.key")
+    address = f"http://127.0.0.1:{endpoint.port}?slots=2"
+
+    async def run(add: bool) -> NodeView:
+        scheduler = Scheduler(journal=journal, keypair=keys, name="t")
+        await scheduler.start(resume=False, connect_paired=not add)
+        try:
+            if add:
+                await scheduler.add_node(address, TOKEN, "attic")
+
+            def views() -> list[NodeView]:
+                return list(scheduler.snapshot().nodes)
+
+            await wait_for(lambda: any(v.state == NodeState.IDLE for v in views()), 10, "ready")
+            return views()[0]
+        finally:
+            await scheduler.stop()
+
+    first = asyncio.run(run(add=True))
+    again = asyncio.run(run(add=False))  # from the journal alone, token included
+    assert (again.node_id, again.name, again.address) == (first.node_id, "attic", address)
+    assert again.slots == 2 and again.device == "HTTP: IOPaint API, model cv2"
+    assert "opencv-telea" in again.models
+
+
 @pytest.mark.slow  # two serve processes and 1.5 s jobs: about 15 s
 def test_a_lost_endpoint_hands_its_jobs_to_the_other_and_both_are_journalled(
     tmp_path: Path,

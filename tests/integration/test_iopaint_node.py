@@ -100,4 +100,5 @@ def test_a_batch_through_iopaint_matches_our_local_run(
         out = tmp_path / "local.png"
         out.write_bytes(local)
         assert np.array_equal(read_rgb(outcome.output), read_rgb(out)), outcome.image.name
-    assert Image.open(outcomes[0].output).format == "PNG"
+    with Image.open(outcomes[0].output) as written:
+        assert written.format == "PNG"
