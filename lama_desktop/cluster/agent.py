@@ -38,7 +38,7 @@ from lama_desktop.cluster.keys import KeyPair, PairingLink, load_or_create_keypa
 from lama_desktop.cluster.pairing import AgentPairing
 from lama_desktop.cluster.pool import WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
-    MAX_MESSAGE_BYTES,
+    FRAME_BYTES,
     Cancel,
     Disconnect,
     Failed,
@@ -76,7 +76,7 @@ class Agent:
         announce: bool = False,
         heartbeat: float = 1.0,
         log_file: bool = True,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_message_bytes: int = FRAME_BYTES,
         grace: float = 5.0,
         worker_log_level: str = "INFO",
         pool: WorkerPool | None = None,
@@ -140,14 +140,14 @@ class Agent:
         if self.log_file:
             self._start_log_file()
         self.context = zmq.asyncio.Context()
-        self.auth = self.pairing.start_zap(self.context)
+        self.auth = self.pairing.start_zap(self.context, self.public_key)
         self.desktops = DesktopFront(self.context, self.max_message_bytes)
         self.sessions = self.desktops.sessions
         self.front = self.desktops.sock
         try:
             self.endpoint = self.desktops.bind(self.bind, self.keypair)
         except zmq.ZMQError as exc:
-            self._close_front()
+            await self._close_front()
             self._stop_log_file()
             raise OSError(f"cannot listen on {self.bind}: {exc}") from exc
         self.handshakes = HandshakeLog(self.front)
@@ -208,7 +208,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._announcer is not None:
             await self._announcer.stop()
-        self._close_front()
+        await self._close_front()
         self._started = False
         log.info("agent %s stopped", self.name)
         self._stop_log_file()
@@ -219,11 +219,11 @@ class Agent:
             self._file_handler.close()
             self._file_handler = None
 
-    def _close_front(self) -> None:
+    async def _close_front(self) -> None:
         if hasattr(self, "handshakes"):
             self.handshakes.close()
         self.desktops.close()
-        self.auth.stop()
+        await self.auth.aclose()
         self.context.term()
 
     # -- READY ----------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ class Agent:
         session, msg, payload = read
         rid = session.routing_id
         if isinstance(msg, Pair):
-            reply = self.pairing.answer(session.key, msg, self.name)
+            reply = self.pairing.answer(session.key, msg, self.name, self.public_key)
             self.stats.paired = self.pairing.paired
             if isinstance(reply, Refuse):
                 self.stats.refused += 1

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 from shiboken6 import Shiboken
 
@@ -18,6 +26,8 @@ from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
 from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
+from lama_desktop.ui.queue_model import unique_batch_name
+from lama_desktop.ui.window_state import load_window_state, save_window_state
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +57,22 @@ class MainWindow(QMainWindow):
         self.dirs = dirs or app_dirs()
         self.agent: Any = None  # the embedded local agent, once started (set_agent)
         self._quitting = False
+        self._stepping_to: Path | None = None  # the photo the last Next/Previous asked for
         self.setWindowTitle("Lama Desktop")
         self.setAcceptDrops(True)
-        self.resize(1280, 820)
         self.editor = EditorWidget(scheduler, settings, self.dirs.models, self)
         self.setCentralWidget(self.editor)
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
+        self._restore_layout()
         self.tray = self._make_tray()
         self.editor.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.roundFinished.connect(self._on_round_finished)
         self.editor.documentChanged.connect(self._update_title)
-        self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        self.editor.photoOpened.connect(self._forget_last_photo)
+        self.editor.openRequested.connect(self.open_path)
+        self.editor.undo_stack.cleanChanged.connect(self._on_clean_changed)
         bridge.nodeChanged.connect(self._on_node_changed)
         bridge.snapshotReady.connect(lambda _s: self._update_workers())
         bridge.noticeRaised.connect(self._show_notice)
@@ -73,8 +86,11 @@ class MainWindow(QMainWindow):
         from lama_desktop.ui.queue_panel import QueuePanel
 
         self.nodes_panel = NodesPanel(self.bridge, self.scheduler, self)
-        self.queue_panel = QueuePanel(self.bridge, self.scheduler, self)
+        self.queue_panel = QueuePanel(
+            self.bridge, self.scheduler, self, models_dir=self.dirs.models
+        )
         self.nodes_panel.localWorkersToggled.connect(self._on_local_workers_toggled)
+        self.queue_panel.modelDownloaded.connect(lambda _model: self._restart_local_workers())
         self.nodes_dock = self._dock("Nodes", self.nodes_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel)
         self.tabifyDockWidget(self.nodes_dock, self.queue_dock)
@@ -92,8 +108,35 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         self.last_edit_label = QLabel("", self)
         self.workers_label = QLabel("Local workers: starting…", self)
-        self.statusBar().addPermanentWidget(self.last_edit_label)
-        self.statusBar().addPermanentWidget(self.workers_label)
+        for label in (self.last_edit_label, self.workers_label):
+            # A long node name is cut off rather than widening the window past the screen.
+            label.setMinimumWidth(1)
+            self.statusBar().addPermanentWidget(label)
+
+    def _restore_layout(self) -> None:
+        """The size, place and docks of the last run, else a size that fits this screen."""
+        stored = load_window_state(self.dirs.config)
+        if stored is not None and self.restoreGeometry(QByteArray(stored[0])):
+            self.restoreState(QByteArray(stored[1]))
+            return
+        screen = QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else None
+        if available is None:
+            self.resize(1280, 820)
+            return
+        # Leave room for the frame: 1280 x 820 asked of a 1280 x 720 screen would overflow.
+        self.resize(min(1280, available.width() * 9 // 10), min(820, available.height() * 9 // 10))
+        # The editor keeps most of the width on a small screen too.
+        self.resizeDocks(
+            [self.nodes_dock], [min(440, self.width() * 2 // 5)], Qt.Orientation.Horizontal
+        )
+
+    async def save_layout(self) -> None:
+        """Remember the window's geometry and dock layout for the next run (off the GUI thread)."""
+        geometry, docks = bytes(self.saveGeometry().data()), bytes(self.saveState().data())
+        await asyncio.get_running_loop().run_in_executor(
+            None, save_window_state, self.dirs.config, geometry, docks
+        )
 
     def _make_tray(self) -> Any:
         from lama_desktop.ui.tray import TrayIcon
@@ -142,6 +185,12 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         self._action(view_menu, "&Fit", self.editor.canvas.fit, "Ctrl+0")
         self._action(view_menu, "&100 %", self.editor.canvas.actual_size, "Ctrl+1")
+        view_menu.addSeparator()
+        view_menu.addAction(self.editor.filmstrip.toggle_action)
+        for text, step, keys in (("&Next photo", 1, "PgDown"), ("&Previous photo", -1, "PgUp")):
+            action = self._action(view_menu, text, lambda s=step: self.step_photo(s))
+            alt = "Alt+Right" if step > 0 else "Alt+Left"
+            action.setShortcuts([QKeySequence(keys), QKeySequence(alt)])
         cluster_menu = bar.addMenu("&Cluster")
         self._action(cluster_menu, "&Add node…", self.nodes_panel.open_add_dialog)
         self.pause_action = self._action(cluster_menu, "&Pause queue", self.toggle_queue)
@@ -162,7 +211,9 @@ class MainWindow(QMainWindow):
     def _on_round_finished(self, node: str, seconds: float) -> None:
         worker = self.editor.last_worker_seconds
         detail = f" (inpainting {worker * 1000:.0f} ms)" if worker else ""
-        self.last_edit_label.setText(f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}")
+        text = f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}"
+        self.last_edit_label.setText(text)
+        self.last_edit_label.setToolTip(text)
 
     def _on_node_changed(self, event: NodeChanged) -> None:
         if event.node.local:
@@ -185,8 +236,19 @@ class MainWindow(QMainWindow):
         else:
             self.workers_label.setText(f"Local workers: {local[0].state.value} {local[0].reason}")
 
+    def _forget_last_photo(self, _path: Path) -> None:
+        """Another photo is open: the figures of the last one's edits no longer apply."""
+        self.last_edit_label.clear()
+        self.statusBar().clearMessage()
+
+    def _on_clean_changed(self, _clean: bool) -> None:
+        # A stack with unsaved edits empties itself as it is destroyed with the window
+        # (Discard at quit): its Python side is gone by then and there is no title to update.
+        if Shiboken.isValid(self.editor.undo_stack):
+            self._update_title()
+
     def _update_title(self) -> None:
-        path = self.editor.path
+        path = self.editor.saved_path or self.editor.path  # Save As: the file Ctrl+S writes
         name = path.name if path is not None else ""
         star = "*" if self.editor.is_modified() else ""
         self.setWindowTitle(f"{name}{star} — Lama Desktop" if name else "Lama Desktop")
@@ -206,7 +268,7 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_path(self, path: Path) -> None:
         """Open one photo in the editor (asks first when the current one has unsaved edits)."""
         if self.editor.is_modified() and not await self._confirm_discard():
@@ -215,12 +277,25 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(path)
         await self.save_settings()
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_dialog(self) -> None:
         start = self.editor.path.parent if self.editor.path else Path.home()
         path = await choose_open_path(self, start)
         if path is not None:
             await self.open_path(path)
+
+    def step_photo(self, step: int) -> None:
+        """Open the next (+1) or previous (-1) photo of the filmstrip's folder."""
+        # Keys pressed faster than photos open step on from the photo asked for last.
+        path = self.editor.neighbour(step, self._stepping_to)
+        if path is None:
+            return
+        self._stepping_to = path
+        self.open_path(path).add_done_callback(lambda _task: self._stepped(path))
+
+    def _stepped(self, path: Path) -> None:
+        if self._stepping_to == path:
+            self._stepping_to = None
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -231,15 +306,25 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     async def _confirm_discard(self) -> bool:
+        """Save / Discard / Cancel for unsaved edits; True when the caller may go on."""
         answer = await ask(
             self,
             "Unsaved edits",
-            "The photo has edits that are not saved. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            "The photo has edits that are not saved. Save them first?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            default=QMessageBox.StandardButton.Save,
         )
+        if answer == QMessageBox.StandardButton.Save:
+            try:
+                await self.save()
+            except Exception:  # already logged and shown by save's own slot
+                return False
+            return not self.editor.is_modified()  # the save was cancelled or failed: stay
         return answer == QMessageBox.StandardButton.Discard
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save(self) -> None:
         """Save to where the user last saved; the original is only replaced after asking."""
         if self.editor.path is None:
@@ -258,15 +343,16 @@ class MainWindow(QMainWindow):
                     QMessageBox.StandardButton.Save: "Overwrite",
                     QMessageBox.StandardButton.SaveAll: "Save As…",
                 },
+                default=QMessageBox.StandardButton.SaveAll,
             )
             if answer == QMessageBox.StandardButton.SaveAll:
                 await self.save_as()
                 return
             if answer != QMessageBox.StandardButton.Save:
                 return
-        await self.editor.save_to(target, overwrite=True)
+        await self.editor.save_asking(target, overwrite=True)
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save_as(self) -> None:
         suggested = self.editor.suggested_save_path()
         if suggested is None:
@@ -274,7 +360,7 @@ class MainWindow(QMainWindow):
         path = await choose_save_path(self, self.editor.saved_path or suggested)
         if path is not None:
             # The file dialog has already asked before choosing an existing file.
-            await self.editor.save_to(path, overwrite=True)
+            await self.editor.save_asking(path, overwrite=True)
 
     # -- drag and drop ------------------------------------------------------------------
 
@@ -308,6 +394,7 @@ class MainWindow(QMainWindow):
         if batch is None:
             return
         plan, job_settings, name = batch
+        name = unique_batch_name(name, {b.name for b in self.bridge.batches()}, datetime.now())
         self.scheduler.submit_batch(plan, job_settings, name)
         self.queue_dock.show()
         self.queue_dock.raise_()
@@ -355,6 +442,12 @@ class MainWindow(QMainWindow):
             self.agent.set_workers(self.settings.workers())
         self._sync_local_node()
         self._update_workers()
+
+    def _restart_local_workers(self) -> None:
+        """Fresh local workers, so they report a model downloaded since they started."""
+        if self.agent is not None and self.settings.local_workers:
+            self.agent.set_workers(0)
+            self.agent.set_workers(self.settings.workers())
 
     def _sync_local_node(self) -> None:
         local = next((n for n in self.bridge.nodes() if n.local), None)
@@ -419,6 +512,7 @@ class MainWindow(QMainWindow):
         self._quitting = True
         try:
             await self.save_settings()
+            await self.save_layout()
         except Exception:  # a full disk must not keep the app from quitting
             log.exception("could not save the settings while quitting")
         if Shiboken.isValid(self):  # the window may have been destroyed while saving
