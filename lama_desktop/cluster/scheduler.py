@@ -49,6 +49,7 @@ __all__ = ["PAIR_TIMEOUT_S", "InpaintFailed", "PairingFailed", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
+ANNOUNCE_PER_TURN = 1000  # jobs of a large batch told to the panels per loop turn
 HEADER_ROOM = 64 * 1024  # a JOB's header and framing, next to its image and mask
 
 
@@ -113,6 +114,7 @@ class Scheduler:
         # Where a NodeLink of any transport reports READY, RESULT, FAILED and down.
         self.node_events: NodeEvents = self.traffic
         self._started = False
+        self._announcing = False
 
     @property
     def journal(self) -> Journal | None:
@@ -242,6 +244,7 @@ class Scheduler:
             )
             for job_id, job in planned.items()
         ]
+        self._apply(self.state.submit_batch(batch_id, name, output_dir, specs, self.clock()))
         if durable and self.journal is not None:
             stored = StoredBatch(
                 batch_id,
@@ -252,15 +255,35 @@ class Scheduler:
                 BatchState.QUEUED,
                 created=batch.created,
             )
-            rows = [
-                StoredJob(job_id, batch_id, i, str(job.image), str(job.mask), str(job.output))
-                for i, (job_id, job) in enumerate(planned.items())
-            ]
-            # Queued on the one journal thread, so it lands before any update of these jobs.
-            self.writer.submit(f"the new batch {name}", self.journal.add_batch, stored, rows)
-        self._apply(self.state.submit_batch(batch_id, name, output_dir, specs, self.clock()))
+            # Queued on the one journal thread before any update of these jobs (those wait for
+            # the flush loop); after the state's work, which then has the GIL to itself.
+            self.writer.submit(
+                f"the new batch {name}", _record_batch, self.journal, stored, planned
+            )
+        self._announce_later()
         self._clear_leftovers(plan.jobs)
         return batch_id
+
+    def _announce_later(self) -> None:
+        """Tell the panels of a large batch's jobs a thousand per loop turn (see announce)."""
+        if self._announcing or not self.state.unannounced():
+            return
+        self._announcing = True
+
+        def some() -> None:
+            self._apply(self.state.announce(ANNOUNCE_PER_TURN))
+            if self.state.unannounced():
+                loop.call_soon(some)
+            else:
+                self._announcing = False
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script): all at once
+            self._apply(self.state.announce(self.state.unannounced()))
+            self._announcing = False
+            return
+        loop.call_soon(some)
 
     def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
         """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""
@@ -317,6 +340,7 @@ class Scheduler:
                     paused=stored.paused,
                 )
             )
+            self._announce_later()
             for job in jobs:
                 if job.state == JobState.DONE:
                     self.writer.dirty_jobs.add(job.job_id)  # recognised on disk: record it
@@ -426,3 +450,13 @@ class Scheduler:
 
     def _apply(self, actions: list[Action]) -> None:
         self.executor.apply(actions)
+
+
+def _record_batch(journal: Journal, stored: StoredBatch, planned: dict[str, PlannedJob]) -> None:
+    """Write a new batch and its jobs' rows (on the journal thread: building 100,000 rows
+    would hold the event loop, the GUI's in the app, for a second or more)."""
+    rows = [
+        StoredJob(job_id, stored.batch_id, i, str(job.image), str(job.mask), str(job.output))
+        for i, (job_id, job) in enumerate(planned.items())
+    ]
+    journal.add_batch(stored, rows)

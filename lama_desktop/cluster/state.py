@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 
 from lama_desktop.cluster.events import (
@@ -59,6 +60,8 @@ MAX_NODE_LOSSES = 3
 # How many queued jobs one pass looks past when the head ones fit no node (bounds dispatch cost).
 SCAN_LIMIT = 64
 DECLINE_PAUSE_S = 1.0  # a node that declined a job gets no new one for this long
+# Jobs of a batch told at once (JobChanged) by `submit_batch`; the rest through `announce`.
+ANNOUNCE_AT_ONCE = 1000
 INTERACTIVE = "\x00interactive"  # queue key of interactive jobs: sorts before every batch
 
 
@@ -77,6 +80,7 @@ class SchedulerState:
     # Jobs handed to a node (RUNNING), kept by `_set_state`: `tick` times out only these, so
     # its cost follows the active jobs, not every job ever submitted (100,000-photo batches).
     _running: dict[str, JobRecord] = field(default_factory=dict)
+    _unannounced: deque[str] = field(default_factory=deque)  # see `announce`
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _out: list[Action] = field(default_factory=list)
     _now: float = 0.0  # time of the event being handled, for views (throughput, ETA)
@@ -104,9 +108,11 @@ class SchedulerState:
         batch.paused = paused
         self.batches[batch_id] = batch
         self._queues[batch_id] = []
-        for spec in jobs:
-            job = self._add_job(spec, batch_id)
+        for index, spec in enumerate(jobs):
+            job = self._add_job(spec, batch_id, announce=index < ANNOUNCE_AT_ONCE)
             batch.job_ids.append(job.job_id)
+            if index >= ANNOUNCE_AT_ONCE:
+                self._unannounced.append(job.job_id)
             if job.state == JobState.QUEUED:
                 self._enqueue(job)
         self._journal_batch(batch)
@@ -123,13 +129,28 @@ class SchedulerState:
         self._dispatch(now)
         return self._flush()
 
-    def _add_job(self, spec: JobSpec, batch_id: str | None) -> JobRecord:
+    def _add_job(self, spec: JobSpec, batch_id: str | None, *, announce: bool = True) -> JobRecord:
         job = JobRecord.from_spec(spec, batch_id, next(self._seq))
         self.jobs[job.job_id] = job
         if batch_id is not None:
             self.batches[batch_id].counts[job.state] += 1
-        self._emit_job(job)
+        if announce:
+            self._emit_job(job)
         return job
+
+    def announce(self, limit: int) -> list[Action]:
+        """JobChanged (their view as of now) for up to `limit` jobs of a large batch that
+        `submit_batch` left untold: the shell tells them a few at a time, so queuing 100,000
+        photos never blocks its loop (the GUI's) for seconds."""
+        for _ in range(min(limit, len(self._unannounced))):
+            job = self.jobs.get(self._unannounced.popleft())
+            if job is not None:
+                self._emit_job(job)
+        return self._flush()
+
+    def unannounced(self) -> int:
+        """How many jobs `announce` has still to tell."""
+        return len(self._unannounced)
 
     def _set_state(self, job: JobRecord, state: JobState) -> None:
         if job.state == state:
@@ -647,7 +668,8 @@ class SchedulerState:
 
     def _stale(self) -> None:
         self._waiting_stale = True
-        self._waiting_memo.clear()
+        if self._waiting_memo:  # called per job queued: 100,000 times for a large batch
+            self._waiting_memo.clear()
 
     def _waiting(self, batch: BatchRecord, now: float) -> tuple[str, str]:
         if not batch.counts[JobState.QUEUED]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, ValuesView
 from typing import Any
 
-from lama_desktop.cluster.events import JobState
+from lama_desktop.cluster.events import JobChanged, JobState
 from lama_desktop.cluster.records import JobRecord
-from lama_desktop.cluster.state import CancelOnNode, Dispatch, JobSpec, SchedulerState
+from lama_desktop.cluster.state import CancelOnNode, Dispatch, JobSpec, Publish, SchedulerState
 
 
 class NoScanDict(dict[str, JobRecord]):
@@ -66,3 +66,27 @@ def test_finished_and_cancelled_jobs_leave_the_lease_index() -> None:
     state.node_seen("a", 20.0)
     # Every job is final: a tick long after the timeout cancels nothing on the node.
     assert not [a for a in state.tick(20.0) if isinstance(a, CancelOnNode)]
+
+
+def test_a_large_batch_is_told_a_thousand_jobs_at_a_time_with_their_current_view() -> None:
+    state = SchedulerState()
+    state.add_node("a", "a", "tcp://127.0.0.1:1", 0.0)
+    state.node_ready("a", 0.0, slots=1, models=["opencv-ns"], device="cpu")
+    jobs = [JobSpec(f"j{i}", f"/in/{i}.png", f"/out/{i}.png") for i in range(2500)]
+    actions = state.submit_batch("b", "b", "/out", jobs, 0.0)
+    told = [
+        a.event.job for a in actions if isinstance(a, Publish) and isinstance(a.event, JobChanged)
+    ]
+    assert len({j.job_id for j in told}) == 1000 and state.unannounced() == 1500
+    state.cancel_job("j2400", 1.0)  # changed before it was told: told as it is now
+    later = []
+    while state.unannounced():
+        later += [
+            a.event.job
+            for a in state.announce(1000)
+            if isinstance(a, Publish) and isinstance(a.event, JobChanged)
+        ]
+    views = {j.job_id: j for j in later}
+    assert len(later) == 1500 and set(views) == {f"j{i}" for i in range(1000, 2500)}
+    assert views["j2400"].state == JobState.CANCELLED
+    assert views["j1500"].state == JobState.QUEUED
