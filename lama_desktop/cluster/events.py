@@ -66,7 +66,7 @@ class NodeView:
     models: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # the GUI keeps one per job: 100,000 in a large batch
 class JobView:
     job_id: str
     batch_id: str | None  # None for an interactive edit

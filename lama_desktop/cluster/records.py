@@ -58,7 +58,7 @@ class JobSpec:
     reason: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # one per job ever queued: 100,000 of them in a large batch
 class JobRecord:
     job_id: str
     batch_id: str | None
