@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import zmq
@@ -163,8 +164,13 @@ class NodeTraffic:
 
     async def beat(self) -> None:
         """Every heartbeat: HELLO to nodes not ready, HEARTBEAT to the others, then tick."""
+        due = time.monotonic() + self.nodes.heartbeat
         while True:
             await asyncio.sleep(self.nodes.heartbeat)
+            # Our own loop stood still (a long step on the app's GUI thread): what the nodes
+            # sent meanwhile waits unread in the socket, so their silence is judged next beat.
+            stalled = time.monotonic() - due > self.nodes.heartbeat
+            due = time.monotonic() + self.nodes.heartbeat
             for peer in list(self.peers.values()):
                 if peer.ready:
                     self.links.send(peer.node_id, p.Heartbeat())
@@ -174,4 +180,5 @@ class NodeTraffic:
                     self.nodes.hello(peer)  # a refused node is asked again about every 30 s
                 else:
                     peer.hellos += 1
-            self.apply(self.state.tick(self.clock()))
+            if not stalled:
+                self.apply(self.state.tick(self.clock()))
