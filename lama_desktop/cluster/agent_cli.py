@@ -21,6 +21,7 @@ from pathlib import Path
 from lama_desktop.cluster.agent import Agent
 from lama_desktop.cluster.discovery import advertised_host
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes, PairingLink, write_private
+from lama_desktop.cluster.pool import WorkerPool
 
 log = logging.getLogger("lama_desktop.agent")
 
@@ -67,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda:N")
     parser.add_argument("--name", default=None, help="name shown in the desktop's Nodes panel")
     parser.add_argument("--no-announce", action="store_true", help="do not announce on the LAN")
+    parser.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="run jobs on Ray actors of an existing Ray cluster (auto: RAY_ADDRESS or the local "
+        "one); --workers then caps the actors, --device cpu keeps them off GPUs",
+    )
+    parser.add_argument(
+        "--ray-cpus-per-actor", type=float, default=None, metavar="N",
+        help="CPUs per actor on a cluster without GPUs (default 4, for LaMa; 1 suits OpenCV)",
+    )  # fmt: skip
     parser.add_argument("--verbose", "-v", action="store_true")
     # --data-dir is accepted after a subcommand too (`lama-agent pair --data-dir DIR`).
     common = argparse.ArgumentParser(add_help=False)
@@ -102,6 +114,20 @@ def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -
             signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(callback))
 
 
+def _pool(args: argparse.Namespace) -> WorkerPool | None:
+    """The Ray pool for --ray, else None (the agent's own worker processes)."""
+    if args.ray is None:
+        return None
+    from lama_desktop.cluster.protocol import MAX_MESSAGE_BYTES
+    from lama_desktop.cluster.ray_plan import DEFAULT_CPUS_PER_ACTOR, ActorPlan
+    from lama_desktop.cluster.ray_pool import RayPool
+
+    cap = None if args.workers == "auto" else int(args.workers)
+    cpus = args.ray_cpus_per_actor or DEFAULT_CPUS_PER_ACTOR
+    plan = ActorPlan("cpu" if args.device == "cpu" else "auto", cpus, cap)
+    return RayPool(args.ray, plan, max_message_bytes=MAX_MESSAGE_BYTES)
+
+
 async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     agent = Agent(
         args.bind,
@@ -110,6 +136,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         device=args.device,
         name=args.name,
         announce=not args.no_announce,
+        pool=_pool(args),
     )
     try:
         await agent.start()

@@ -33,7 +33,9 @@ class NodeTraffic:
     def node_ready(self, node_id: str, msg: p.Ready) -> None:
         info = msg.info
         gpus = info.gpus
-        device = gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
+        device = info.pool or (
+            gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
+        )
         self.apply(
             self.state.node_ready(
                 node_id,
