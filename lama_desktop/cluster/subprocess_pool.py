@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +13,7 @@ import zmq
 import zmq.asyncio
 
 from lama_desktop.cluster import hardware
+from lama_desktop.cluster.agent_rundir import make_run_dir, remove_dead_run_dirs
 from lama_desktop.cluster.pool import PoolListener, WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
     Disconnect,
@@ -73,7 +73,8 @@ class SubprocessPool(WorkerPool):
         # Workers get their own context: the agent's ZAP handler lives on its context, and
         # the private ipc link must never depend on it.
         self.context = zmq.asyncio.Context()
-        self._ipc_dir = Path(tempfile.mkdtemp(prefix="lama-agent-"))  # mode 0700
+        remove_dead_run_dirs()  # left by agents killed before they could clean up
+        self._ipc_dir = make_run_dir()  # mode 0700, with our pid inside
         self.back = self.context.socket(zmq.ROUTER)
         configure_router(self.back, self.max_message_bytes)
         endpoint = f"ipc://{self._ipc_dir / 'workers.sock'}"

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import psutil
 
-from lama_desktop.cluster import hardware
+from lama_desktop.cluster import hardware, worker_logs
 
 log = logging.getLogger(__name__)
 
@@ -300,19 +300,28 @@ def popen_spawner(
 ) -> Spawn:
     """A Spawn that runs real worker subprocesses connecting to `endpoint`.
 
-    Workers log to the inherited stderr at `log_level`: INFO suits a headless agent under
-    systemd; an agent embedded in the app or a batch command keeps its terminal quiet.
+    Workers log at `log_level` to a pipe that this process reads: each record is logged again
+    here under `lama_desktop.worker.<id>` (see worker_logs), so it lands wherever this
+    process logs (the app's log file; lama-agent's terminal and file).
     """
 
     def spawn(worker_id: str, device: str) -> ProcessLike:
         env = dict(os.environ)
-        env["LAMA_WORKER_LOG_LEVEL"] = log_level
+        env[worker_logs.LEVEL_ENV] = log_level
+        env[worker_logs.FORWARD_ENV] = "1"
         if threads:
             # The worker's share of the cores: OpenMP/MKL read these at start-up, and the
             # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
-        return subprocess.Popen(worker_command(endpoint, worker_id, device, heartbeat), env=env)
+        process = subprocess.Popen(
+            worker_command(endpoint, worker_id, device, heartbeat),
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        worker_logs.forward(process.stderr, worker_id)  # ends when the worker does
+        return process
 
     return spawn
 
