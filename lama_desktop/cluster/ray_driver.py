@@ -44,6 +44,7 @@ from lama_desktop.cluster.protocol import (
 from lama_desktop.cluster.ray_actor import InpaintActor
 from lama_desktop.cluster.ray_plan import ActorPlan, cluster_info
 from lama_desktop.cluster.worker import _die_with_parent
+from lama_desktop.cluster.worker_logs import setup_worker_logging
 
 log = logging.getLogger("lama_desktop.ray_driver")
 
@@ -309,11 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.parent or os.getppid()
     if os.getppid() != parent:
         return 3
-    logging.basicConfig(
-        level=os.environ.get("LAMA_WORKER_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s ray-driver %(levelname)s %(message)s",
-    )
+    setup_worker_logging("ray-driver")  # JSON lines that the agent logs again
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.ROUTING_ID, args.id.encode())

@@ -16,14 +16,14 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import zmq
 import zmq.asyncio
 
-from lama_desktop.cluster import hardware
+from lama_desktop.cluster import hardware, worker_logs
+from lama_desktop.cluster.agent_rundir import make_run_dir, remove_dead_run_dirs
 from lama_desktop.cluster.pool import PoolListener, WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
     Cancel,
@@ -81,7 +81,8 @@ class RayPool(WorkerPool):
     async def start(self, listener: PoolListener) -> None:
         self._listener = listener
         self.context = zmq.asyncio.Context()
-        self._ipc_dir = Path(tempfile.mkdtemp(prefix="lama-ray-"))  # mode 0700
+        remove_dead_run_dirs()  # left by agents killed before they could clean up
+        self._ipc_dir = make_run_dir()  # mode 0700, with our pid inside
         self.back = self.context.socket(zmq.ROUTER)
         configure_router(self.back, self.max_message_bytes)
         endpoint = f"ipc://{self._ipc_dir / 'driver.sock'}"
@@ -104,8 +105,12 @@ class RayPool(WorkerPool):
             ]  # fmt: skip
             if self.plan.max_actors is not None:
                 command += ["--max-actors", str(self.plan.max_actors)]
-            env = dict(os.environ, LAMA_WORKER_LOG_LEVEL=self.log_level)
-            return subprocess.Popen(command, env=env)
+            env = dict(os.environ)
+            env[worker_logs.LEVEL_ENV], env[worker_logs.FORWARD_ENV] = self.log_level, "1"
+            process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+            assert process.stderr is not None
+            worker_logs.forward(process.stderr, "ray-driver")  # ends when the driver does
+            return process
 
         return spawn
 
