@@ -127,7 +127,7 @@ async def run(repeats: int) -> dict[str, Any]:
     images, masks = sixty_photos(root)
     photos = len(list(images.iterdir()))
     started = time.perf_counter()
-    head = RayHead(cpus=2)
+    head = RayHead(cpus=2, own_session=False)  # the same CPU share as the worker processes
     head_s = time.perf_counter() - started
     paths: list[Route] = []
     try:

@@ -24,7 +24,10 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": 
 class RayHead:
     """`ray start --head --block` with `cpus` CPUs on 127.0.0.1, in its own process group."""
 
-    def __init__(self, cpus: int = 2) -> None:
+    def __init__(self, cpus: int = 2, own_session: bool = True) -> None:
+        # own_session: a process group to kill at once. A benchmark passes False: Linux's
+        # autogroup scheduler gives each session its own CPU share, which on a busy machine
+        # would hand the Ray actors more CPU than worker processes in the caller's session.
         # Short: Ray's unix socket paths under the temp dir must fit in 107 characters.
         self.temp = Path(tempfile.mkdtemp(prefix="lray"))
         ray = Path(sys.executable).with_name("ray")
@@ -35,10 +38,11 @@ class RayHead:
                 "--port=0", f"--num-cpus={cpus}", "--num-gpus=0", "--include-dashboard=false",
                 "--disable-usage-stats", f"--temp-dir={self.temp}",
             ],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=own_session,
             env=dict(os.environ, **RAY_ENV, **PLUGIN_ENV),
         )  # fmt: skip
         self.address = ""
+        self.own_session = own_session
         deadline = time.monotonic() + 60
         while not self.address and time.monotonic() < deadline and self.process.poll() is None:
             time.sleep(0.2)
@@ -70,7 +74,10 @@ class RayHead:
         """Kill the head and every process it started (the cluster vanishing, or teardown)."""
         family = self.descendants()
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            if self.own_session:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            else:
+                self.process.kill()
         for proc in family:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
