@@ -53,12 +53,19 @@ def no_leaked_children(head: RayHead) -> Iterator[None]:
         ray_pids = {p.pid for p in head.descendants()} | {head.process.pid}
         leaked = [
             p for p in me.children(recursive=True)
-            if p.pid not in before and p.pid not in ray_pids and p.status() != psutil.STATUS_ZOMBIE
+            if p.pid not in before and p.pid not in ray_pids and _alive(p)
         ]  # fmt: skip
         if not leaked:
             return
         time.sleep(0.1)
     pytest.fail(f"test leaked child processes: {[p.pid for p in leaked]}")
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture
