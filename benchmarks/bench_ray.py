@@ -66,7 +66,7 @@ class Route:
 
     def __init__(self, name: str, root: Path, *extra: str) -> None:
         started = time.perf_counter()
-        self.agent = AgentProcess(root / name / "agent", name, 2, *extra)
+        self.agent = AgentProcess(root / name / "agent", name, 2, extra=extra)
         self.name, self.root, self.started = name, root / name, started
         self.scheduler: Scheduler | None = None
         self.startup_s = 0.0

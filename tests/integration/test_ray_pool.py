@@ -77,9 +77,8 @@ def ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def _ray_node(
     tmp_path: Path, head: RayHead
 ) -> tuple[AgentProcess, Scheduler, str, list[Event]]:
-    agent = AgentProcess(
-        tmp_path / "agent", "ray", 2, "--ray", head.address, "--ray-cpus-per-actor", "1"
-    )
+    extra = ("--ray", head.address, "--ray-cpus-per-actor", "1")
+    agent = AgentProcess(tmp_path / "agent", "ray", 2, extra=extra)
     keypair = load_or_create_keypair(tmp_path / "desktop.key")
     scheduler = Scheduler(journal=tmp_path / "journal.sqlite3", keypair=keypair, name="desk")
     events: list[Event] = []
