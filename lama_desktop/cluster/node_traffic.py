@@ -33,9 +33,10 @@ class NodeTraffic:
     def node_ready(self, node_id: str, msg: p.Ready) -> None:
         info = msg.info
         gpus = info.gpus
-        device = info.pool or (
-            gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
-        )
+        device = gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
+        if not gpus and not info.cores:  # not a machine we know (an HTTP endpoint): its words
+            device = info.cpu_model
+        device = info.pool or device  # a pooled node: "Ray: 4 actors on 2 nodes"
         self.apply(
             self.state.node_ready(
                 node_id,
@@ -76,6 +77,10 @@ class NodeTraffic:
 
     def node_down(self, node_id: str, reason: str) -> None:
         self.apply(self.state.node_down(node_id, reason, self.clock()))
+
+    def node_seen(self, node_id: str) -> None:
+        """The node answered (a link without heartbeats of its own, e.g. HTTP)."""
+        self.state.node_seen(node_id, self.clock())
 
     # ----- the ZeroMQ agents ------------------------------------------------------------------
 
