@@ -8,15 +8,18 @@ from collections.abc import Iterator
 import msgspec
 import numpy as np
 import pytest
+import zmq
 
 from lama_desktop.cluster import hardware
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.jobfiles import estimate_memory
 from lama_desktop.cluster.records import JobRecord, NodeRecord
-from lama_desktop.cluster.supervisor import plan_workers, worker_env
+from lama_desktop.cluster.subprocess_pool import SubprocessPool
+from lama_desktop.cluster.supervisor import WorkerSupervisor, plan_workers, worker_env
 from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.lama import LaMa
 from lama_desktop.engine.pipeline import JobSettings
+from tests.unit.test_supervisor import FakeProcess
 
 UUIDS = ["GPU-aaaa-0000", "GPU-bbbb-1111", "GPU-cccc-2222"]
 
@@ -150,3 +153,35 @@ def test_crop_estimates_use_the_masks_boxes_not_the_photo() -> None:
     assert estimate_memory(lama, (height, width), np.zeros((height, width), np.uint8)) == 0
     original = JobSettings(model="lama", hd=HDConfig(strategy=HDStrategy.ORIGINAL))
     assert estimate_memory(original, (height, width), mask) == whole
+
+
+@pytest.mark.usefixtures("three_gpus")
+def test_a_worker_that_sees_another_gpu_than_its_pin_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pool checks the first READY of a CUDA worker against NVML's numbering."""
+
+    class Listener:
+        changed = 0
+
+        def workers_changed(self) -> None:
+            self.changed += 1
+
+    pool = SubprocessPool(max_message_bytes=p.FRAME_BYTES)
+    pool.supervisor = WorkerSupervisor(lambda _id, _device: FakeProcess())
+    pool.supervisor.set_count(["cuda:1", "cuda:2"], now=0.0)
+    pool._listener = Listener()  # type: ignore[assignment]
+    seen = {
+        "w0": [p.TorchDevice("cuda:0", "H200", UUIDS[1], 1 << 30)],  # right: NVML's cuda:1
+        "w1": [p.TorchDevice("cuda:0", "H200", UUIDS[0], 1 << 30)],  # wrong: NVML's cuda:0
+    }
+    with caplog.at_level("WARNING", logger="lama_desktop.cluster.subprocess_pool"):
+        for worker_id, devices in seen.items():
+            info = p.NodeInfo(hostname="h", os="linux", cpu_model="c", cores=2, ram_total=1)
+            ready = p.Ready(
+                node="n", info=info, slots=1, models=["opencv-ns"], version="1", devices=devices
+            )
+            pool._on_worker([zmq.Frame(worker_id.encode()), *map(zmq.Frame, p.encode(ready))])
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith("worker w1:") and UUIDS[0] in warnings[0]
+    assert pool._listener.changed == 2
