@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -61,6 +59,7 @@ from lama_desktop.cluster.supervisor import (
     plan_workers,
     popen_spawner,
 )
+from lama_desktop.cluster.worker_link import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ class Agent:
         self._wrong_codes = 0
         self._file_handler: logging.Handler | None = None
         self._announcer: Announcer | None = None
-        self._ipc_dir: Path | None = None
+        self._worker_link: WorkerLink | None = None
         self.supervisor: WorkerSupervisor | None = None
 
     @property
@@ -191,13 +190,12 @@ class Agent:
             raise OSError(f"cannot listen on {self.bind}: {exc}") from exc
         self.endpoint = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.handshakes = HandshakeLog(self.front)
-        self._ipc_dir = Path(tempfile.mkdtemp(prefix="lama-agent-"))  # mode 0700
         self.back = self.worker_context.socket(zmq.ROUTER)
         self._configure(self.back)
-        worker_endpoint = f"ipc://{self._ipc_dir / 'workers.sock'}"
-        self.back.bind(worker_endpoint)
+        self._worker_link = WorkerLink()  # ipc://, or tcp on 127.0.0.1 with Curve (Windows)
+        self._worker_link.bind(self.back)
         self.supervisor = WorkerSupervisor(
-            popen_spawner(worker_endpoint, threads, log_level=self.worker_log_level),
+            popen_spawner(self._worker_link, threads, log_level=self.worker_log_level),
             grace=self.grace,
         )
         self.supervisor.set_count(devices, time.monotonic())
@@ -290,8 +288,8 @@ class Agent:
         if self._announcer is not None:
             await self._announcer.stop()
         await self._close_sockets()
-        if self._ipc_dir is not None:
-            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+        if self._worker_link is not None:
+            self._worker_link.close()
         self.supervisor = None
         log.info("agent %s stopped", self.name)
         self._stop_log_file()

@@ -11,8 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,6 +19,7 @@ from typing import Protocol
 import psutil
 
 from lama_desktop.cluster import hardware
+from lama_desktop.cluster.worker_link import WorkerLink, launcher
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +288,16 @@ class WorkerSupervisor:
 def worker_command(endpoint: str, worker_id: str, device: str, heartbeat: float = 1.0) -> list[str]:
     """The command line of one worker subprocess."""
     return [
-        sys.executable, "-m", "lama_desktop.cluster.worker",
+        *launcher(),  # this Python with the module, or the frozen executable
         "--connect", endpoint, "--id", worker_id, "--device", device,
         "--heartbeat", str(heartbeat), "--parent", str(os.getpid()),
     ]  # fmt: skip
 
 
 def popen_spawner(
-    endpoint: str, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
+    link: WorkerLink, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
 ) -> Spawn:
-    """A Spawn that runs real worker subprocesses connecting to `endpoint`.
+    """A Spawn that runs real worker subprocesses connecting to `link`'s endpoint.
 
     Workers log to the inherited stderr at `log_level`: INFO suits a headless agent under
     systemd; an agent embedded in the app or a batch command keeps its terminal quiet.
@@ -312,7 +311,7 @@ def popen_spawner(
             # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
-        return subprocess.Popen(worker_command(endpoint, worker_id, device, heartbeat), env=env)
+        return link.start(worker_command(link.endpoint, worker_id, device, heartbeat), env)
 
     return spawn
 

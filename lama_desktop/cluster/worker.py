@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 import lama_desktop
-from lama_desktop.cluster import hardware
+from lama_desktop.cluster import hardware, parent_watch
 from lama_desktop.cluster.protocol import (
     MAX_MESSAGE_BYTES,
     Disconnect,
@@ -38,6 +38,7 @@ from lama_desktop.cluster.protocol import (
     decode,
     encode,
 )
+from lama_desktop.cluster.worker_link import secure_worker_socket
 from lama_desktop.engine import pipeline
 from lama_desktop.engine.base import (
     EngineError,
@@ -264,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--parent", type=int, default=0, help="the agent's pid")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    secrets = parent_watch.start()  # the agent's pipe: tcp keys, and EOF when it is gone
+    if parent_watch.use_pdeathsig():
+        _die_with_parent()
     parent = args.parent or os.getppid()
     if os.getppid() != parent:
         return 3  # the agent died while this process was starting (before PDEATHSIG was set)
@@ -284,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.setsockopt(zmq.SNDTIMEO, 5000)
+    secure_worker_socket(sock, secrets)
     sock.connect(args.connect)
     try:
         code = Worker(sock, args.id, args.device, args.heartbeat, parent).run()
