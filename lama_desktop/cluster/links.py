@@ -1,4 +1,4 @@
-"""The scheduler's one ROUTER socket: a Curve-client connection to each agent, by node id."""
+"""The scheduler's ZeroMQ links: one ROUTER, a Curve-client connection to each agent, by node id."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.keys import KeyPair
+from lama_desktop.cluster.node_link import NodeLink
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +152,33 @@ class NodeLinks:
         endpoint = event["endpoint"]
         address = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
         return self.peers.get(self._by_address.get(address, "")), int(event["event"])
+
+
+class ZmqNodeLink(NodeLink):
+    """One agent's `NodeLink`: its connection on the shared ROUTER of `NodeLinks`."""
+
+    def __init__(self, links: NodeLinks, node_id: str) -> None:
+        self.links = links
+        self.node_id = node_id
+
+    @property
+    def name(self) -> str:
+        peer = self.links.peers.get(self.node_id)
+        return peer.name if peer is not None else self.node_id
+
+    def send_job(self, msg: p.Job, *payload: Any) -> bool:
+        return self.links.send(self.node_id, msg, *payload)
+
+    def cancel(self, wire_job: str) -> bool:
+        return self.links.send(self.node_id, p.Cancel(job=wire_job))
+
+    def reset(self) -> None:
+        peer = self.links.peers.get(self.node_id)
+        if peer is not None:
+            peer.ready = False
+            # A fresh pipe: jobs still queued for the lost node are dropped with the old
+            # one, never delivered late after they went to another node.
+            self.links.reconnect(peer)
+
+    def close(self) -> None:
+        self.links.forget(self.node_id)

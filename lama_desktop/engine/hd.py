@@ -71,7 +71,8 @@ def resized_size(height: int, width: int, limit: int) -> tuple[int, int]:
     if max(height, width) <= limit:
         return height, width
     ratio = limit / max(height, width)
-    return int(height * ratio + 0.5), int(width * ratio + 0.5)
+    # A sliver (1 x 49 at limit 24) would round to 0 rows, which cv2.resize refuses.
+    return max(1, int(height * ratio + 0.5)), max(1, int(width * ratio + 0.5))
 
 
 def _uses_crop(height: int, width: int, cfg: HDConfig) -> bool:

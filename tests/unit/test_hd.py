@@ -124,6 +124,17 @@ def test_resize_below_the_limit_runs_full_size() -> None:
     assert resized_size(1000, 2001, 1280) == (640, 1280)  # IOPaint rounds with + 0.5
 
 
+def test_resize_keeps_at_least_one_row_of_a_sliver() -> None:
+    # Found by hypothesis: 1 x 49 at limit 24 rounded to 0 rows and cv2.resize raised.
+    assert resized_size(1, 49, 24) == (1, 24)
+    model = NoiseModel()
+    mask = np.full((1, 49), 255, np.uint8)
+    out = run_with_strategy(
+        model, _image(1, 49), mask, HDConfig(strategy=HDStrategy.RESIZE, resize_limit=24)
+    )
+    assert out.shape == (1, 49, 3)
+
+
 def test_crop_runs_one_box_per_region_with_margin() -> None:
     image = _image(1000, 1200)
     mask = np.zeros((1000, 1200), np.uint8)
