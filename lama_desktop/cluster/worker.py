@@ -1,4 +1,4 @@
-"""Worker subprocess: one cached model, jobs from its agent over a private ipc:// DEALER socket.
+"""Worker subprocess: one cached model, jobs from its agent over a private DEALER socket.
 
 Run as `python -m lama_desktop.cluster.worker --connect ipc://... --id ID --device DEV`.
 The socket is only touched by the main thread; the job runs on a second thread so heartbeats
@@ -259,7 +259,7 @@ class Worker:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker subprocess."""
     parser = argparse.ArgumentParser(prog="lama-worker", description=__doc__)
-    parser.add_argument("--connect", required=True, help="the agent's ipc:// worker endpoint")
+    parser.add_argument("--connect", required=True, help="the agent's worker endpoint")
     parser.add_argument("--id", required=True, help="this worker's routing id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--heartbeat", type=float, default=1.0)
