@@ -100,7 +100,7 @@ class EmbeddedCluster:
             keypair=load_or_create_keypair(agent_dir / "agent.key"),
             preauthorized=[self.keypair.public],
             log_file=False,  # the app's own log already holds the agent's lines
-            worker_log_level="WARNING",
+            worker_log_level="INFO",  # relogged here: the log file has them, the terminal not
         )
         await self.agent.start()
         self.local_node = await self.scheduler.add_node(

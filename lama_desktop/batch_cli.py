@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from lama_desktop.engine.base import EngineError, create_model, get_model_class, resolve_auto_model
 from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.imageio import DEFAULT_MAX_PIXELS
+from lama_desktop.engine.outputs import remove_leftovers, unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlanError, plan_batch
 from lama_desktop.engine.runner import run_plan_in_process
@@ -63,7 +64,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--recursive", action="store_true", help="include subfolders, keep structure")
     p.add_argument("--overwrite", action="store_true", help="redo photos whose output exists")
     p.add_argument("--format", choices=["png", "jpg", "jpeg", "webp"], help="output format")
-    p.add_argument("--quality", type=_quality, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument(
+        "--quality",
+        type=_quality,
+        default=95,
+        help="JPEG/WebP quality (default 95); a JPEG kept as JPEG keeps its own",
+    )
     p.add_argument("--resize-mask", action="store_true", help="scale masks of another size")
     p.add_argument(
         "--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS,
@@ -203,9 +209,15 @@ def run(args: argparse.Namespace, executor: Executor | None = None) -> int:
             output_format=settings.output_format,
         )
         execute = executor or choose_executor(args)
+        problem = unwritable_output(plan)
+        if problem is not None:  # one reason, before any model loads or worker starts
+            raise _UsageError(problem)
     except (_UsageError, PlanError) as exc:
         print(f"lama-desktop batch: {exc}", file=err)
         return EXIT_USAGE
+    removed = remove_leftovers(plan)
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted run", file=err)
     report = _BatchReport(plan, args.out, err, as_json=args.json)
     started = time.perf_counter()
     interrupted = False

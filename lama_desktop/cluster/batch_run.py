@@ -22,6 +22,7 @@ from lama_desktop.cluster.records import FINAL
 from lama_desktop.cluster.scheduler import Scheduler
 from lama_desktop.cluster.stop_signals import on_stop_signals
 from lama_desktop.engine.base import EngineError, get_spec, resolve_auto_model
+from lama_desktop.engine.outputs import remove_leftovers, unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome
 
@@ -74,6 +75,10 @@ def run_plan(
     """
     if local_workers == 0 and not nodes and not pair:
         raise EngineError("--local-workers 0 needs at least one --node or --pair")
+    problem = unwritable_output(plan)
+    if problem is not None:  # found before any worker starts, once for the whole batch
+        raise EngineError(problem)
+    remove_leftovers(plan)
     if settings.model == "auto":  # routing needs a real model name (the CLI resolves it too)
         settings = replace(settings, model=resolve_auto_model()[0])
     try:
@@ -127,7 +132,9 @@ async def _run(
     data = Path(data_dir) if data_dir is not None else dirs.data
     keypair = load_or_create_keypair(data / "desktop.key")
     scheduler = Scheduler(
-        journal=journal or data / "journal.sqlite3",
+        # The batch itself is not journaled: only pairing (--pair) and finding paired nodes
+        # (--node) need the journal, so a damaged or locked one never stops a local batch.
+        journal=(journal or data / "journal.sqlite3") if nodes or pair else None,
         keypair=keypair,
         name=f"{socket.gethostname()} (batch)",
     )

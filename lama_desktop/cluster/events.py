@@ -120,6 +120,14 @@ class QueuePaused:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something the user must hear of that no panel shows (e.g. the journal was replaced)."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything at once, for a late subscriber."""
 
@@ -129,7 +137,7 @@ class Snapshot:
     paused: bool
 
 
-Event = NodeChanged | BatchChanged | JobChanged | QueuePaused | Snapshot
+Event = NodeChanged | BatchChanged | JobChanged | QueuePaused | Snapshot | Notice
 Listener = Callable[[Event], None]
 
 

@@ -2,7 +2,8 @@
 
 A job is written DONE only after its output is on disk (atomic rename, fsync), so the journal
 may lag the disk but never lead it: on resume, an output that exists and is newer than the
-batch is recognised as this batch's own work (see `Journal.unfinished`).
+batch is recognised as this batch's own work (see `Journal.unfinished`). A damaged journal is
+replaced on open (journal_salvage); a deleted one is noticed (`is_gone`) and `recreate`d.
 """
 
 from __future__ import annotations
@@ -11,11 +12,29 @@ import json
 import logging
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lama_desktop.cluster.events import BatchState, JobState
+from lama_desktop.cluster.journal_rows import (
+    OPEN_BATCH_STATES,
+    StoredBatch,
+    StoredJob,
+    StoredNode,
+    batch_from_row,
+    job_from_row,
+    job_row,
+    node_from_row,
+)
+from lama_desktop.cluster.journal_salvage import (
+    JournalRecovery,
+    find_damage,
+    move_aside,
+    recover_into,
+)
+
+__all__ = ["Journal", "MissingRows", "StoredBatch", "StoredJob", "StoredNode"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -55,50 +74,17 @@ CREATE TABLE IF NOT EXISTS nodes (
     added REAL NOT NULL
 );
 """
-_OPEN_BATCH_STATES = (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED)
-
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StoredBatch:
-    batch_id: str
-    name: str
-    output_dir: str
-    settings: dict[str, Any]
-    overwrite: bool
-    state: BatchState
-    paused: bool = False
-    position: int = 0
-    created: float = 0.0  # wall-clock time.time() of submission
+class MissingRows(Exception):
+    """An UPDATE found no row to change: the journal lost rows it should hold."""
 
-
-@dataclass(frozen=True)
-class StoredJob:
-    job_id: str
-    batch_id: str
-    seq: int
-    image: str
-    mask: str
-    output: str
-    state: JobState = JobState.QUEUED
-    attempts: int = 0
-    crashes: int = 0
-    reason: str = ""
-    seconds: float | None = None
-    node: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredNode:
-    """A paired agent: where it is and the Curve server key it proved it holds."""
-
-    node_id: str
-    name: str
-    address: str
-    server_key: str
-    enabled: bool = True
-    added: float = 0.0
+    def __init__(self, table: str, keys: list[str]) -> None:
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        super().__init__(f"the journal has no {table} row for {', '.join(keys[:3])}{more}")
+        self.table = table
+        self.keys = keys
 
 
 def default_journal_path() -> Path:
@@ -112,11 +98,25 @@ class Journal:
     """The journal database. Thread-safe: the scheduler calls it from one executor thread."""
 
     def __init__(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        """Open (or create) the journal; a damaged one is moved aside and what reads is kept.
+
+        `recovery` then says so (the scheduler and the app show it); otherwise it is None.
+        """
+        self.path = Path(path)
+        self.recovery: JournalRecovery | None = None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        problem = find_damage(self.path)
+        damaged = move_aside(self.path) if problem is not None else None
+        self._connect()
+        # Paired nodes, mirrored: a deleted journal is written again from this and the queue.
+        self._nodes = {node.node_id: node for node in self.nodes()}
+        if damaged is not None and problem is not None:
+            self.recovery = recover_into(self, damaged, problem)
+            log.warning("journal: %s", self.recovery.message())
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss too, so DONE is never ahead of the disk's truth.
         self._db.execute("PRAGMA synchronous=FULL")
@@ -130,12 +130,39 @@ class Journal:
             elif int(row[0]) != SCHEMA_VERSION:
                 self._db.close()
                 raise RuntimeError(
-                    f"{path}: journal schema {row[0]} is not the supported {SCHEMA_VERSION}"
+                    f"{self.path}: journal schema {row[0]} is not the supported {SCHEMA_VERSION}"
                 )
+        stat = self.path.stat()
+        self._identity = (stat.st_dev, stat.st_ino)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ----- a journal deleted under us --------------------------------------------------------
+
+    def is_gone(self) -> bool:
+        """Whether the file was deleted or replaced since it was opened (writes would be lost)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return (stat.st_dev, stat.st_ino) != self._identity
+
+    def recreate(self, batches: list[tuple[StoredBatch, list[StoredJob]]]) -> None:
+        """Start a fresh journal at the same path with the paired nodes and these batches."""
+        with self._lock:
+            self._db.close()  # the last connection: SQLite removes its -wal and -shm
+            if not self.path.exists():
+                for suffix in ("-wal", "-shm"):  # never replayed into the new file
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._connect()
+        for node in list(self._nodes.values()):
+            self.save_node(node)
+        for batch, jobs in batches:
+            self.add_batch(batch, jobs, replace=True)
+
+    # ----- writing -------------------------------------------------------------------------
 
     def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
@@ -147,15 +174,37 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
+    def _update(self, table: str, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run an UPDATE per row (the key last); rows it finds nothing for raise MissingRows.
+
+        The rows that exist are committed: their news is true whatever happened to the others.
+        """
+        missing = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    if self._db.execute(sql, row).rowcount == 0:
+                        missing.append(str(row[-1]))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        if missing:
+            raise MissingRows(table, missing)
+
     # ----- batches and jobs -------------------------------------------------------------------
 
-    def add_batch(self, batch: StoredBatch, jobs: list[StoredJob]) -> None:
-        """Record a new batch and all its jobs in one transaction."""
+    def add_batch(
+        self, batch: StoredBatch, jobs: list[StoredJob], *, replace: bool = False
+    ) -> None:
+        """Record a new batch and all its jobs in one transaction (`replace`: over old rows)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
+                    f"{verb} INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
                     (
                         batch.batch_id,
                         batch.name,
@@ -169,8 +218,8 @@ class Journal:
                     ),
                 )
                 self._db.executemany(
-                    "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [_job_row(job) for job in jobs],
+                    f"{verb} INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [job_row(job) for job in jobs],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -179,7 +228,8 @@ class Journal:
 
     def update_jobs(self, jobs: list[StoredJob]) -> None:
         """Record new states, attempts and reasons of these jobs (one transaction)."""
-        self._write(
+        self._update(
+            "job",
             "UPDATE jobs SET state=?, attempts=?, crashes=?, reason=?, seconds=?, node=? "
             "WHERE job_id=?",
             [
@@ -190,7 +240,8 @@ class Journal:
 
     def update_batch(self, batch_id: str, state: BatchState, paused: bool, position: int) -> None:
         """Record a batch's state, pause flag and queue position."""
-        self._write(
+        self._update(
+            "batch",
             "UPDATE batches SET state=?, paused=?, position=? WHERE batch_id=?",
             [(str(state), int(paused), position, batch_id)],
         )
@@ -202,7 +253,7 @@ class Journal:
     def batch(self, batch_id: str) -> StoredBatch | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM batches WHERE batch_id=?", (batch_id,)).fetchone()
-        return None if row is None else _batch(row)
+        return None if row is None else batch_from_row(row)
 
     def jobs(self, batch_id: str) -> list[StoredJob]:
         """The batch's jobs in submission order."""
@@ -210,7 +261,7 @@ class Journal:
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE batch_id=? ORDER BY seq", (batch_id,)
             ).fetchall()
-        return [_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def unfinished(self) -> list[tuple[StoredBatch, list[StoredJob]]]:
         """Batches still queued, running or paused, oldest first, with their jobs.
@@ -222,12 +273,12 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM batches WHERE state IN (?,?,?) ORDER BY position, created",
-                tuple(str(s) for s in _OPEN_BATCH_STATES),
+                tuple(str(s) for s in OPEN_BATCH_STATES),
             ).fetchall()
         result = []
         for row in rows:
             try:
-                batch, stored_jobs = _batch(row), self.jobs(row[0])
+                batch, stored_jobs = batch_from_row(row), self.jobs(row[0])
             except (ValueError, KeyError, TypeError) as exc:  # json errors are ValueErrors
                 # A damaged row (or one from another version) is named and left alone; the
                 # other batches still resume and the app still starts.
@@ -260,18 +311,28 @@ class Journal:
                 )
             ],
         )
+        self._nodes[node.node_id] = node
 
     def set_node_enabled(self, node_id: str, enabled: bool) -> None:
-        self._write("UPDATE nodes SET enabled=? WHERE node_id=?", [(int(enabled), node_id)])
+        self._update(
+            "node", "UPDATE nodes SET enabled=? WHERE node_id=?", [(int(enabled), node_id)]
+        )
+        if node_id in self._nodes:
+            self._nodes[node_id] = replace(self._nodes[node_id], enabled=enabled)
 
     def remove_node(self, node_id: str) -> None:
         self._write("DELETE FROM nodes WHERE node_id=?", [(node_id,)])
+        self._nodes.pop(node_id, None)
+
+    def has_node(self, node_id: str) -> bool:
+        """Whether this paired node has a row (as far as this journal wrote or read it)."""
+        return node_id in self._nodes
 
     def nodes(self) -> list[StoredNode]:
         """Every paired node, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM nodes ORDER BY added").fetchall()
-        return [StoredNode(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+        return [node_from_row(r) for r in rows]
 
 
 def _written_since(path: Path, since: float) -> bool:
@@ -279,51 +340,3 @@ def _written_since(path: Path, since: float) -> bool:
         return path.stat().st_mtime >= since
     except OSError:
         return False
-
-
-def _job_row(job: StoredJob) -> tuple[Any, ...]:
-    return (
-        job.job_id,
-        job.batch_id,
-        job.seq,
-        job.image,
-        job.mask,
-        job.output,
-        str(job.state),
-        job.attempts,
-        job.crashes,
-        job.reason,
-        job.seconds,
-        job.node,
-    )
-
-
-def _batch(row: tuple[Any, ...]) -> StoredBatch:
-    return StoredBatch(
-        batch_id=row[0],
-        name=row[1],
-        output_dir=row[2],
-        settings=json.loads(row[3]),
-        overwrite=bool(row[4]),
-        state=BatchState(row[5]),
-        paused=bool(row[6]),
-        position=row[7],
-        created=row[8],
-    )
-
-
-def _job(row: tuple[Any, ...]) -> StoredJob:
-    return StoredJob(
-        job_id=row[0],
-        batch_id=row[1],
-        seq=row[2],
-        image=row[3],
-        mask=row[4],
-        output=row[5],
-        state=JobState(row[6]),
-        attempts=row[7],
-        crashes=row[8],
-        reason=row[9],
-        seconds=row[10],
-        node=row[11],
-    )

@@ -139,13 +139,17 @@ class Nodes:
         self._forget(node_id)
         self.apply(self.state.remove_node(node_id, self.clock()))
         if self.writer.journal is not None:
-            self.db.submit(self.writer.journal.remove_node, node_id)
+            self.writer.submit(
+                f"that node {node_id} was removed", self.writer.journal.remove_node, node_id
+            )
 
     def set_node_enabled(self, node_id: str, enabled: bool) -> None:
         """A disabled node gets no new jobs; the running ones finish."""
         self.apply(self.state.set_node_enabled(node_id, enabled, self.clock()))
-        if self.writer.journal is not None:
-            self.db.submit(self.writer.journal.set_node_enabled, node_id, enabled)
+        if self.writer.journal is not None and self.writer.journal.has_node(node_id):
+            # Only paired nodes have a row; this computer's own agent, say, has none.
+            what = f"that node {node_id} was {'enabled' if enabled else 'disabled'}"
+            self.writer.submit(what, self.writer.journal.set_node_enabled, node_id, enabled)
 
     def say_goodbye(self) -> None:
         """DISCONNECT to every ready node (the desktop is closing)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lama_desktop.cluster import protocol as p
-from lama_desktop.cluster.events import BatchState, EventBus, JobState, Snapshot
+from lama_desktop.cluster.events import BatchState, EventBus, JobState, Notice, Snapshot
 from lama_desktop.cluster.executor import ActionExecutor, InpaintFailed
 from lama_desktop.cluster.jobfiles import (
     BatchEntry,
@@ -39,6 +39,7 @@ from lama_desktop.cluster.node_traffic import NodeTraffic
 from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes, PairingFailed
 from lama_desktop.cluster.records import JobSpec
 from lama_desktop.cluster.state import Action, SchedulerState
+from lama_desktop.engine.outputs import remove_leftovers
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlannedJob
 
@@ -79,7 +80,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lama-io")
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lama-journal")
-        self.writer = JournalWriter(self.state, self._batches, self._db)
+        self.writer = JournalWriter(self.state, self._batches, self._db, self.events)
         self.executor = ActionExecutor(
             state=self.state,
             events=self.events,
@@ -123,6 +124,8 @@ class Scheduler:
         if self._journal_path is not None:
             journal = await loop.run_in_executor(self._db, Journal, self._journal_path)
             self.writer.journal = journal
+            if journal.recovery is not None:  # the app's window shows it
+                self.events.publish(Notice("Job journal replaced", journal.recovery.message()))
             if connect_paired:
                 for node in await loop.run_in_executor(self._db, journal.nodes):
                     await self.add_node(
@@ -239,9 +242,19 @@ class Scheduler:
                 for i, (job_id, job) in enumerate(planned.items())
             ]
             # Queued on the one journal thread, so it lands before any update of these jobs.
-            self._db.submit(self.journal.add_batch, stored, rows)
+            self.writer.submit(f"the new batch {name}", self.journal.add_batch, stored, rows)
         self._apply(self.state.submit_batch(batch_id, name, output_dir, specs, self.clock()))
+        self._clear_leftovers(plan.jobs)
         return batch_id
+
+    def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
+        """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""
+        plan = BatchPlan(jobs=jobs, skipped=[], already_done=[])
+
+        async def clear() -> None:
+            await asyncio.get_running_loop().run_in_executor(self._io, remove_leftovers, plan)
+
+        self.executor.spawn(clear())  # a temp being written now is locked, and kept
 
     async def _resume(self) -> None:
         assert self.journal is not None
@@ -260,6 +273,7 @@ class Scheduler:
             }
             batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
+            self._clear_leftovers(list(planned.values()))
             memory = estimate_memory(settings)
             specs = [
                 JobSpec(

@@ -11,6 +11,7 @@ import zmq
 import zmq.asyncio
 
 from lama_desktop.cluster import hardware
+from lama_desktop.cluster.agent_rundir import remove_dead_run_dirs
 from lama_desktop.cluster.pool import PoolListener, WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
     Disconnect,
@@ -71,6 +72,7 @@ class SubprocessPool(WorkerPool):
         # Workers get their own context: the agent's ZAP handler lives on its context, and
         # the private ipc link must never depend on it.
         self.context = zmq.asyncio.Context()
+        remove_dead_run_dirs()  # left by agents killed before they could clean up
         self.back = self.context.socket(zmq.ROUTER)
         configure_router(self.back, self.max_message_bytes)
         self._link = WorkerLink()  # ipc://, or tcp on 127.0.0.1 with Curve (Windows)

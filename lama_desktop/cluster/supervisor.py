@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,7 +19,7 @@ from typing import Protocol
 
 import psutil
 
-from lama_desktop.cluster import hardware
+from lama_desktop.cluster import hardware, worker_logs
 from lama_desktop.cluster.worker_link import WorkerLink, launcher
 
 log = logging.getLogger(__name__)
@@ -299,19 +300,28 @@ def popen_spawner(
 ) -> Spawn:
     """A Spawn that runs real worker subprocesses connecting to `link`'s endpoint.
 
-    Workers log to the inherited stderr at `log_level`: INFO suits a headless agent under
-    systemd; an agent embedded in the app or a batch command keeps its terminal quiet.
+    Workers log at `log_level` to a pipe that this process reads: each record is logged again
+    here under `lama_desktop.worker.<id>` (see worker_logs), so it lands wherever this
+    process logs (the app's log file; lama-agent's terminal and file).
     """
 
     def spawn(worker_id: str, device: str) -> ProcessLike:
         env = dict(os.environ)
-        env["LAMA_WORKER_LOG_LEVEL"] = log_level
+        env[worker_logs.LEVEL_ENV] = log_level
+        env[worker_logs.FORWARD_ENV] = "1"
         if threads:
             # The worker's share of the cores: OpenMP/MKL read these at start-up, and the
             # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
-        return link.start(worker_command(link.endpoint, worker_id, device, heartbeat), env)
+        process = link.start(
+            worker_command(link.endpoint, worker_id, device, heartbeat),
+            env,
+            stderr=subprocess.PIPE,
+        )
+        assert process.process.stderr is not None
+        worker_logs.forward(process.process.stderr, worker_id)  # ends when the worker does
+        return process
 
     return spawn
 

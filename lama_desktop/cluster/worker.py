@@ -39,6 +39,7 @@ from lama_desktop.cluster.protocol import (
     encode,
 )
 from lama_desktop.cluster.worker_link import secure_worker_socket
+from lama_desktop.cluster.worker_logs import setup_worker_logging
 from lama_desktop.engine import pipeline
 from lama_desktop.engine.base import (
     EngineError,
@@ -271,11 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.parent or os.getppid()
     if os.getppid() != parent:
         return 3  # the agent died while this process was starting (before PDEATHSIG was set)
-    logging.basicConfig(
-        level=os.environ.get("LAMA_WORKER_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s worker {args.id} %(levelname)s %(message)s",
-    )
+    setup_worker_logging(args.id)  # JSON lines that the agent logs again, when it reads them
     try:
         load_plugins(os.environ.get("LAMA_PLUGINS"))
     except Exception as exc:

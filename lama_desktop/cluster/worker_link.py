@@ -15,11 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import zmq
+
+from lama_desktop.cluster.agent_rundir import make_run_dir
 
 TRANSPORT_ENV = "LAMA_WORKER_TRANSPORT"  # "ipc", "tcp" or unset (ipc where available)
 # Set on a worker started through a WorkerLink: its stdin carries the link's keys, then EOF
@@ -85,7 +86,7 @@ class WorkerLink:
     def bind(self, sock: zmq.Socket) -> str:
         """Secure and bind `sock`; returns the endpoint workers connect to."""
         if self.transport == "ipc":
-            self._dir = Path(tempfile.mkdtemp(prefix="lama-agent-"))  # mode 0700
+            self._dir = make_run_dir()  # mode 0700, with our pid inside
             sock.bind(f"ipc://{self._dir / 'workers.sock'}")
         else:
             self._server = zmq.curve_keypair()
@@ -106,10 +107,10 @@ class WorkerLink:
             "secret": self._client[1].decode(),
         }
 
-    def start(self, command: list[str], env: dict[str, str]) -> LinkedProcess:
+    def start(self, command: list[str], env: dict[str, str], **popen: Any) -> LinkedProcess:
         """Start a worker with its stdin as the link's pipe: the keys, then held open."""
         env = {**env, LINK_ENV: "1"}
-        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE)
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, **popen)
         linked = LinkedProcess(process)
         assert process.stdin is not None
         try:

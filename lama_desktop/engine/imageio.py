@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
+from lama_desktop.engine import depth
 from lama_desktop.engine.base import EngineError
 
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -29,9 +33,12 @@ _READABLE = {
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_DEEP_FORMATS = {"PNG", "TIFF"}  # where a 16-bit photo stays 16-bit
 _MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}  # limits of the file formats themselves
 _ORIENTATION = 0x0112
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+# write_atomic's temporary file for NAME: ".NAME.<8 hex>.tmp" (see temp_path).
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
 
 
 class ImageError(EngineError):
@@ -53,11 +60,25 @@ class Picture:
     exif: bytes | None  # orientation tag cleared, since the pixels are already upright
     icc: bytes | None  # only an RGB profile; others are applied at decode time
     grey: bool = False  # a greyscale source is written back as greyscale
+    dpi: tuple[float, float] | None = None  # (x, y) of the upright photo, when the file says
+    subsampling: int | None = None  # a JPEG's chroma subsampling (Pillow's 0, 1 or 2)
+    qtables: list[list[int]] | None = None  # a JPEG's quantisation tables, reused for JPEG out
+    deep: np.ndarray | None = None  # uint16 HxWx3|4 of a 16-bit PNG/TIFF (same layout as rgb)
+    bits: int = 8  # bits per channel of the source
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    def depth_note(self, fmt: str | None) -> str | None:
+        """What the user must hear before saving as `fmt` loses bits, or None when nothing is
+        lost (16-bit photos stay 16-bit as PNG and TIFF)."""
+        target = _target_format(self, fmt)
+        if self.bits <= 8 or (self.deep is not None and target in _DEEP_FORMATS):
+            return None
+        hint = " Save as PNG to keep 16 bits." if self.deep is not None else ""
+        return f"This photo has {self.bits} bits per channel; as {target} it is saved with 8.{hint}"
 
 
 @contextmanager
@@ -172,10 +193,60 @@ def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -
         fmt = _READABLE[str(image.format)]
         exif = _upright_exif(image)
         icc, foreign_profile = _rgb_profile(image.info.get("icc_profile"))
+        turned = _orientation(image) != 1
+        dpi = _dpi(image, swap=_orientation(image) in {5, 6, 7, 8})
+        jpeg = _jpeg_encoding(image)
+        sixteen = depth.is_16_bit(image, data)
         image = _upright(image)
         rgb, alpha = _to_rgb(image, foreign_profile)
+        # Full depth only where the 16-bit pixels line up with the 8-bit ones unchanged (no
+        # rotation, no profile conversion); otherwise the photo is saved at 8 bits, and said so.
+        deep = (
+            depth.decode_deep(data, rgb) if sixteen and not turned and not foreign_profile else None
+        )
     grey = image.mode in _GREY_MODES
-    return Picture(rgb=rgb, alpha=alpha, format=fmt, exif=exif, icc=icc, grey=grey)
+    return Picture(
+        rgb=rgb,
+        alpha=alpha,
+        format=fmt,
+        exif=exif,
+        icc=icc,
+        grey=grey,
+        dpi=dpi,
+        subsampling=jpeg[0],
+        qtables=jpeg[1],
+        deep=deep,
+        bits=16 if sixteen else 8,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_ORIENTATION, 1))
+    except Exception:  # unreadable EXIF counts as upright, as in _upright
+        return 1
+
+
+def _dpi(image: Image.Image, swap: bool) -> tuple[float, float] | None:
+    """The file's resolution, (x, y) as the upright photo sees it."""
+    dpi: Any = image.info.get("dpi")
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if x <= 0 or y <= 0:
+        return None
+    return (y, x) if swap else (x, y)
+
+
+def _jpeg_encoding(image: Image.Image) -> tuple[int | None, list[list[int]] | None]:
+    """A JPEG's chroma subsampling and quantisation tables, to encode the result the same way."""
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):
+        return None, None
+    sampling = JpegImagePlugin.get_sampling(image)
+    tables = getattr(image, "quantization", None)
+    qtables = [list(tables[key]) for key in sorted(tables)] if tables else None
+    return (sampling if sampling >= 0 else None), qtables
 
 
 def _to_rgb(
@@ -290,8 +361,10 @@ def encode_image(
 ) -> bytes:
     """Encode `rgb` (the edited pixels of `picture`) in the input's format unless `fmt` says.
 
-    EXIF and the RGB ICC profile go along where the format holds them; alpha is kept for PNG,
-    WebP and TIFF.
+    EXIF, the RGB ICC profile and the DPI go along where the format holds them; alpha is kept
+    for PNG, WebP and TIFF. A JPEG written from a JPEG keeps its chroma subsampling and its
+    quantisation tables (so `quality` applies only to other sources); a 16-bit photo written as
+    PNG or TIFF stays 16-bit, with every pixel the edit left alone kept exactly.
     """
     if rgb.dtype != np.uint8 or rgb.shape != picture.rgb.shape:
         raise ValueError(
@@ -304,6 +377,11 @@ def encode_image(
             f"{target} holds at most {_MAX_SIDE[target]} pixels per side and this image has "
             f"{longest}; choose another output format (--format png)"
         )
+    if picture.deep is not None and target in _DEEP_FORMATS:
+        deep = depth.widen(picture.deep, picture.rgb, rgb, picture.grey)
+        if target == "TIFF":
+            return depth.encode_tiff16(deep, picture.icc, picture.dpi)
+        return depth.encode_png16(deep, picture.icc, picture.exif, picture.dpi)
     image = Image.fromarray(rgb, mode="RGB")
     if picture.grey:
         image = image.convert("L")
@@ -315,8 +393,14 @@ def encode_image(
             options["exif"] = picture.exif
         if picture.icc:
             options["icc_profile"] = picture.icc
-    if target in {"JPEG", "WEBP"}:
+    if picture.dpi and target in {"JPEG", "PNG", "TIFF", "BMP"}:
+        options["dpi"] = picture.dpi
+    if target == "JPEG" and picture.qtables:
+        options["qtables"] = picture.qtables
+    elif target in {"JPEG", "WEBP"}:
         options["quality"] = quality
+    if target == "JPEG" and picture.subsampling is not None:
+        options["subsampling"] = picture.subsampling
     if target == "TIFF":
         options["compression"] = "tiff_lzw"
     out = io.BytesIO()
@@ -335,11 +419,11 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
     if not overwrite and path.exists():
         raise FileExistsError(f"{path}: already exists (not overwritten)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Dot-prefixed with a non-image suffix so a batch scanning this folder never picks it up.
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    temp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(temp, flags, 0o666)
     try:
+        lock_temp(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -352,6 +436,27 @@ def write_atomic(path: Path, data: bytes, overwrite: bool = False) -> None:
         temp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temporary name next to `path` (matches TEMP_NAME)."""
+    # Dot-prefixed with a non-image suffix so a batch scanning this folder never picks it up.
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def lock_temp(fd: int) -> None:
+    """Hold an exclusive lock on a temporary file while it is written.
+
+    The kernel drops it when the writer dies, so a later run tells a leftover of a killed
+    writer (lock free: remove it) from a file another run is writing now (locked: keep it).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: an open file cannot be deleted there anyway
+        return
+    # On a file system without locks, the leftover check falls back to the file's age.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _place_new(temp: Path, path: Path) -> None:

@@ -61,16 +61,25 @@ def _is_hidden(path: Path, root: Path) -> bool:
 
 def _scan(folder: Path, recursive: bool, exclude: tuple[Path, ...] = ()) -> list[Path]:
     """Image files in `folder`, sorted, skipping hidden ones and anything under `exclude`."""
+    return _scan_with_folders(folder, recursive, exclude)[0]
+
+
+def _scan_with_folders(
+    folder: Path, recursive: bool, exclude: tuple[Path, ...]
+) -> tuple[list[Path], list[Path]]:
+    """Like `_scan`, plus the folders named like an image file ("photo.png/")."""
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    found = []
+    files, folders = [], []
     for path in candidates:
         if path.suffix.lower() not in IMAGE_EXTENSIONS or _is_hidden(path, folder):
             continue
         if exclude and any(path.resolve().is_relative_to(e) for e in exclude):
             continue
         if path.is_file():
-            found.append(path)
-    return sorted(found)
+            files.append(path)
+        elif path.is_dir():
+            folders.append(path)
+    return sorted(files), folders
 
 
 class _MaskIndex:
@@ -81,11 +90,15 @@ class _MaskIndex:
         self._exact: dict[tuple[Path, str], Path] = {}
         self._folded: dict[tuple[Path, str], Path] = {}
         rank = {ext: i for i, ext in enumerate(_MASK_PREFERENCE)}
-        masks = _scan(folder, recursive, exclude)
+        masks, folders = _scan_with_folders(folder, recursive, exclude)
         for path in sorted(masks, key=lambda p: (rank[p.suffix.lower()], p)):
             rel = path.parent.relative_to(folder)
             self._exact.setdefault((rel, path.stem), path)
             self._folded.setdefault((rel, path.stem.casefold()), path)
+        # Folders named like a mask ("photo.png/"): reported as such, not as "no mask".
+        self._folders = {
+            (path.parent.relative_to(folder), path.stem.casefold()): path for path in folders
+        }
 
     def find(self, rel: Path, stem: str) -> Path | None:
         """The mask for a photo `stem` in subfolder `rel`; falls back to the top-level folder."""
@@ -93,6 +106,14 @@ class _MaskIndex:
             mask = self._exact.get((where, stem)) or self._folded.get((where, stem.casefold()))
             if mask is not None:
                 return mask
+        return None
+
+    def folder_named_like(self, rel: Path, stem: str) -> Path | None:
+        """A folder where the photo's mask would be, when no mask file was found."""
+        for where in dict.fromkeys((rel, Path("."))):
+            found = self._folders.get((where, stem.casefold()))
+            if found is not None:
+                return found
         return None
 
 
@@ -154,7 +175,11 @@ def plan_batch(
         rel = photo.parent.relative_to(root)
         mask = masks if index is None else index.find(rel, photo.stem)
         if mask is None:
-            plan.skipped.append(Skipped(photo, f"no mask named {photo.stem}.* in {masks}"))
+            folder = index.folder_named_like(rel, photo.stem) if index is not None else None
+            reason = f"no mask named {photo.stem}.* in {masks}"
+            if folder is not None:
+                reason = f"mask {folder} is a folder, not an image"
+            plan.skipped.append(Skipped(photo, reason))
             continue
         output = out / rel / _output_name(photo, fmt)
         key = output.resolve()

@@ -21,7 +21,11 @@ _pending: set[asyncio.Future[Any]] = set()
 
 def show_error(parent: QWidget | None, title: str, error: BaseException) -> None:
     """Show `error` in a window-modal message box opened with open(), never exec()."""
-    text = str(error) or type(error).__name__
+    show_warning(parent, title, str(error) or type(error).__name__)
+
+
+def show_warning(parent: QWidget | None, title: str, text: str) -> None:
+    """Show `text` in a window-modal warning box opened with open(), never exec()."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
     box.setWindowModality(Qt.WindowModality.WindowModal)
     box.finished.connect(box.deleteLater)

@@ -29,6 +29,7 @@ from shiboken6 import Shiboken
 
 from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
 from lama_desktop.engine.hd import HDConfig, HDStrategy
+from lama_desktop.engine.outputs import unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import IMAGE_EXTENSIONS, BatchPlan, PlanError, Skipped, plan_batch
 from lama_desktop.ui.async_slot import async_slot
@@ -102,6 +103,9 @@ def plan_dropped(paths: list[Path], masks: Path, out: Path) -> BatchPlan:
             reason = f"{first} already writes {job.output.name}; rename one of them"
             merged.skipped.append(Skipped(job.image, reason))
     merged.jobs = kept
+    problem = unwritable_output(merged)
+    if problem is not None:  # said now, not after every photo was cleaned
+        raise PlanError(problem)
     return merged
 
 

@@ -17,6 +17,7 @@ from lama_desktop.cluster.events import (
     JobView,
     NodeChanged,
     NodeView,
+    Notice,
     QueuePaused,
     Snapshot,
 )
@@ -56,6 +57,7 @@ class ClusterBridge(QObject):
     jobChanged = Signal(object)  # JobChanged
     pausedChanged = Signal(bool)
     snapshotReady = Signal(object)  # Snapshot
+    noticeRaised = Signal(str, str)  # title, text
     _incoming = Signal(object)
 
     def __init__(self, events: EventBus, parent: QObject | None = None) -> None:
@@ -140,6 +142,8 @@ class ClusterBridge(QObject):
         elif isinstance(event, JobChanged):
             self._remember_job(event.job)
             self.jobChanged.emit(event)
+        elif isinstance(event, Notice):
+            self.noticeRaised.emit(event.title, event.text)
         elif isinstance(event, QueuePaused) and event.paused != self._paused:
             self._paused = event.paused
             self.pausedChanged.emit(event.paused)

@@ -14,7 +14,7 @@ from shiboken6 import Shiboken
 
 from lama_desktop.cluster.events import BatchState, NodeChanged, NodeState
 from lama_desktop.config import AppDirs, AppSettings, app_dirs
-from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
+from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error, show_warning
 from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
@@ -46,6 +46,7 @@ class MainWindow(QMainWindow):
         self.dirs = dirs or app_dirs()
         self.agent: Any = None  # the embedded local agent, once started (set_agent)
         self._quitting = False
+        self._stepping_to: Path | None = None  # the photo the last Next/Previous asked for
         self.setWindowTitle("Lama Desktop")
         self.setAcceptDrops(True)
         self.resize(1280, 820)
@@ -58,9 +59,12 @@ class MainWindow(QMainWindow):
         self.editor.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.roundFinished.connect(self._on_round_finished)
         self.editor.documentChanged.connect(self._update_title)
+        self.editor.photoOpened.connect(self._forget_last_photo)
+        self.editor.openRequested.connect(self.open_path)
         self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
         bridge.nodeChanged.connect(self._on_node_changed)
         bridge.snapshotReady.connect(lambda _s: self._update_workers())
+        bridge.noticeRaised.connect(self._show_notice)
         set_error_handler(self._show_error)
         self._update_workers()
 
@@ -140,6 +144,12 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         self._action(view_menu, "&Fit", self.editor.canvas.fit, "Ctrl+0")
         self._action(view_menu, "&100 %", self.editor.canvas.actual_size, "Ctrl+1")
+        view_menu.addSeparator()
+        view_menu.addAction(self.editor.filmstrip.toggle_action)
+        for text, step, keys in (("&Next photo", 1, "PgDown"), ("&Previous photo", -1, "PgUp")):
+            action = self._action(view_menu, text, lambda s=step: self.step_photo(s))
+            alt = "Alt+Right" if step > 0 else "Alt+Left"
+            action.setShortcuts([QKeySequence(keys), QKeySequence(alt)])
         cluster_menu = bar.addMenu("&Cluster")
         self._action(cluster_menu, "&Add node…", self.nodes_panel.open_add_dialog)
         self.pause_action = self._action(cluster_menu, "&Pause queue", self.toggle_queue)
@@ -183,8 +193,13 @@ class MainWindow(QMainWindow):
         else:
             self.workers_label.setText(f"Local workers: {local[0].state.value} {local[0].reason}")
 
+    def _forget_last_photo(self, _path: Path) -> None:
+        """Another photo is open: the figures of the last one's edits no longer apply."""
+        self.last_edit_label.clear()
+        self.statusBar().clearMessage()
+
     def _update_title(self) -> None:
-        path = self.editor.path
+        path = self.editor.saved_path or self.editor.path  # Save As: the file Ctrl+S writes
         name = path.name if path is not None else ""
         star = "*" if self.editor.is_modified() else ""
         self.setWindowTitle(f"{name}{star} — Lama Desktop" if name else "Lama Desktop")
@@ -192,6 +207,11 @@ class MainWindow(QMainWindow):
     def _show_error(self, parent: QWidget | None, title: str, error: BaseException) -> None:
         self.statusBar().showMessage(f"{title}: {error}", 15000)
         show_error(self, title, error)
+
+    def _show_notice(self, title: str, text: str) -> None:
+        """Tell the user what the cluster must say (a replaced journal): a box and the status."""
+        self.statusBar().showMessage(f"{title}: {text}", 30000)
+        show_warning(self, title, text)
 
     def set_agent(self, agent: Any) -> None:
         """The embedded local agent, so settings can switch its workers without a restart."""
@@ -215,6 +235,19 @@ class MainWindow(QMainWindow):
         if path is not None:
             await self.open_path(path)
 
+    def step_photo(self, step: int) -> None:
+        """Open the next (+1) or previous (-1) photo of the filmstrip's folder."""
+        # Keys pressed faster than photos open step on from the photo asked for last.
+        path = self.editor.neighbour(step, self._stepping_to)
+        if path is None:
+            return
+        self._stepping_to = path
+        self.open_path(path).add_done_callback(lambda _task: self._stepped(path))
+
+    def _stepped(self, path: Path) -> None:
+        if self._stepping_to == path:
+            self._stepping_to = None
+
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
         for text in self.settings.recent_files:
@@ -224,12 +257,22 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     async def _confirm_discard(self) -> bool:
+        """Save / Discard / Cancel for unsaved edits; True when the caller may go on."""
         answer = await ask(
             self,
             "Unsaved edits",
-            "The photo has edits that are not saved. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            "The photo has edits that are not saved. Save them first?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            default=QMessageBox.StandardButton.Save,
         )
+        if answer == QMessageBox.StandardButton.Save:
+            try:
+                await self.save()
+            except Exception:  # already logged and shown by save's own slot
+                return False
+            return not self.editor.is_modified()  # the save was cancelled or failed: stay
         return answer == QMessageBox.StandardButton.Discard
 
     @async_slot
@@ -251,13 +294,14 @@ class MainWindow(QMainWindow):
                     QMessageBox.StandardButton.Save: "Overwrite",
                     QMessageBox.StandardButton.SaveAll: "Save As…",
                 },
+                default=QMessageBox.StandardButton.SaveAll,
             )
             if answer == QMessageBox.StandardButton.SaveAll:
                 await self.save_as()
                 return
             if answer != QMessageBox.StandardButton.Save:
                 return
-        await self.editor.save_to(target, overwrite=True)
+        await self.editor.save_asking(target, overwrite=True)
 
     @async_slot
     async def save_as(self) -> None:
@@ -267,7 +311,7 @@ class MainWindow(QMainWindow):
         path = await choose_save_path(self, self.editor.saved_path or suggested)
         if path is not None:
             # The file dialog has already asked before choosing an existing file.
-            await self.editor.save_to(path, overwrite=True)
+            await self.editor.save_asking(path, overwrite=True)
 
     # -- drag and drop ------------------------------------------------------------------
 

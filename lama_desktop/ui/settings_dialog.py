@@ -38,6 +38,7 @@ class SettingsDialog(QDialog):
         self.run_on_release.setChecked(settings.run_mode == "release")
         self.brush_size = self._spin(1, 500, settings.brush_size)
         self.jpeg_quality = self._spin(1, 100, settings.jpeg_quality)
+        self.jpeg_quality.setToolTip("For JPEGs saved from other formats; a JPEG keeps its own")
         self.local_workers = QCheckBox("Use this computer's workers", self)
         self.local_workers.setChecked(settings.local_workers)
         self.worker_count = self._spin(0, 64, settings.local_worker_count)

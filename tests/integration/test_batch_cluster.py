@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,16 @@ def test_local_workers_clean_a_folder_like_a_direct_engine_run(tmp_path: Path) -
     out = tmp_path / "out"
     seen: list[JobOutcome] = []
     lines: list[str] = []
+    data = tmp_path / "data"
+    data.mkdir()
+    garbage = bytes(range(256)) * 32  # a damaged journal: a local batch never needs it
+    (data / "journal.sqlite3").write_bytes(garbage)
     outcomes = run_plan(
         plan_batch(images, masks, out), SETTINGS, 2, [], seen.append, lambda: False,
-        data_dir=tmp_path / "data", progress=lines.append,
+        data_dir=data, progress=lines.append,
     )  # fmt: skip
+    assert (data / "journal.sqlite3").read_bytes() == garbage
+    assert not list(data.glob("journal.sqlite3?*"))  # not opened: no -wal, nothing moved aside
     assert [o.status for o in outcomes] == ["done"] * 6
     assert sorted(o.image for o in seen) == sorted(o.image for o in outcomes)
     assert lines and "photo(s)" in lines[0] and "photo/s" in lines[0]
@@ -80,6 +87,19 @@ def test_zero_local_workers_without_nodes_and_unknown_nodes_are_clear_errors(
         run_plan(plan, SETTINGS, 0, [], data_dir=tmp_path / "data")
     with pytest.raises(EngineError, match="not a paired node"):
         run_plan(plan, SETTINGS, 0, ["127.0.0.1:1"], data_dir=tmp_path / "data")
+
+
+def test_an_unwritable_output_folder_stops_the_batch_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    images, masks = make_folder(tmp_path, 2)
+    (tmp_path / "a-file").write_bytes(b"")
+    out = tmp_path / "a-file" / "out"
+    with pytest.raises(
+        EngineError, match="^" + re.escape(f"cannot create the output folder {out}: ")
+    ):
+        run_plan(plan_batch(images, masks, out), SETTINGS, 1, [], data_dir=tmp_path / "data")
+    assert not (tmp_path / "data").exists()  # no key, no journal, no agent folder: nothing ran
 
 
 def test_should_stop_cancels_the_batch_and_leaves_no_partial_output(

@@ -2,14 +2,15 @@
 
 Workers import it through LAMA_PLUGINS=tests.plugins.crashy_engine. An image whose top-left
 pixel is MARKER aborts the process (as a segfaulting native library would), SLOW_MARKER makes
-it hang, PAUSE_MARKER slows it down; any other image is inpainted exactly like OpenCV Telea,
-so results compare by pixels.
+it hang, PAUSE_MARKER slows it down, RAISE_MARKER warns and raises; any other image is
+inpainted exactly like OpenCV Telea, so results compare by pixels.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +21,7 @@ from lama_desktop.engine.opencv import OpenCVTelea
 MARKER = (255, 0, 255)  # magenta: abort
 SLOW_MARKER = (0, 255, 255)  # cyan: hang for a minute (for cancel tests)
 PAUSE_MARKER = (255, 255, 0)  # yellow: take 1.5 s, then inpaint (for drain tests)
+RAISE_MARKER = (0, 0, 255)  # blue: warn, then raise (a bug in the engine; for worker logs)
 
 
 def is_marked(image: np.ndarray) -> bool:
@@ -43,4 +45,7 @@ class CrashyEngine(OpenCVTelea):
             time.sleep(60)
         if corner == PAUSE_MARKER:
             time.sleep(1.5)
+        if corner == RAISE_MARKER:
+            warnings.warn("crashy: this photo is blue", UserWarning, stacklevel=1)
+            raise RuntimeError("crashy: a bug on a blue photo")
         return super().inpaint(image, mask)

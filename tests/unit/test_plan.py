@@ -166,3 +166,21 @@ def test_planning_touches_nothing(folders: tuple[Path, Path, Path]) -> None:
     plan = plan_batch(images, masks, out)
     assert isinstance(plan, BatchPlan)
     assert not out.exists()
+
+
+def test_a_folder_named_like_a_mask_is_reported_as_a_folder(tmp_path: Path) -> None:
+    images, masks = tmp_path / "in", tmp_path / "masks"
+    touch(images / "a.jpg")
+    touch(images / "b.jpg")
+    touch(images / "sub" / "c.jpg")
+    (masks / "A.png").mkdir(parents=True)  # matched ignoring case, like a mask file
+    (masks / "sub" / "c.png").mkdir(parents=True)
+    touch(masks / "b.png").parent.joinpath("b.tif").mkdir()  # a real mask file wins
+    plan = plan_batch(images, masks, tmp_path / "out", recursive=True)
+    assert [j.mask for j in plan.jobs] == [masks / "b.png"]
+    assert plan.skipped == [
+        Skipped(images / "a.jpg", f"mask {masks / 'A.png'} is a folder, not an image"),
+        Skipped(
+            images / "sub" / "c.jpg", f"mask {masks / 'sub' / 'c.png'} is a folder, not an image"
+        ),
+    ]

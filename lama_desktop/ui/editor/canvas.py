@@ -1,4 +1,5 @@
-"""The canvas: shows the photo, paints the erase mask as a translucent overlay, zooms and pans."""
+"""The canvas: shows the photo, paints the erase mask as a translucent overlay, zooms and pans,
+and compares before with after (held, or side by side across a divider)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QWidget
 
-from lama_desktop.ui.editor.pixels import Box, alpha_of, rgb_to_qimage
+from lama_desktop.ui.editor.overlay import (
+    DIVIDER_GRAB,
+    BusyCard,
+    checker_brush,
+    paint_divider,
+)
+from lama_desktop.ui.editor.pixels import Box, alpha_of, rgb_to_qimage, rgba_to_qimage
 
 MASK_COLOUR = QColor(255, 32, 96)
 MASK_OPACITY = 0.5
@@ -30,7 +37,8 @@ class Canvas(QWidget):
 
     Left button paints (or erases) the mask; releasing it emits `strokeFinished`. The wheel
     zooms around the cursor; space + drag or the middle button pans. Holding C or backslash
-    shows the original photo instead of the edited one.
+    shows the original photo instead of the edited one; the split view shows the original left
+    of a divider that the left button drags. Transparent pixels show a checkerboard.
     """
 
     strokeFinished = Signal()
@@ -44,6 +52,12 @@ class Canvas(QWidget):
         self._image: QImage | None = None
         self._original_pixels: np.ndarray | None = None
         self._original: QImage | None = None
+        self._alpha: np.ndarray | None = None  # the photo's transparency, when it has one
+        self._shown: dict[str, np.ndarray] = {}  # RGBA arrays that the QImages view
+        self._checker = checker_brush()
+        self._split: float | None = None  # divider position as a fraction of the width
+        self._dragging_divider = False
+        self._card = BusyCard(self)
         self._mask: QImage | None = None  # ARGB32: alpha > 0 means erase
         self._scale = 1.0
         self._offset = QPointF(0.0, 0.0)
@@ -63,10 +77,13 @@ class Canvas(QWidget):
 
     # -- content ------------------------------------------------------------------------
 
-    def load(self, rgb: np.ndarray) -> None:
-        """Show a newly opened photo: it becomes the original, the mask is cleared, and fit."""
+    def load(self, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+        """Show a newly opened photo: it becomes the original, the mask is cleared, and fit.
+
+        `alpha` (uint8 HxW) is shown, not edited: transparent parts show a checkerboard."""
+        self._alpha = alpha
         self._original_pixels = np.ascontiguousarray(rgb)
-        self._original = rgb_to_qimage(self._original_pixels)
+        self._original = self._to_qimage(self._original_pixels, "original")
         self.set_pixels(self._original_pixels.copy())
         self._mask = QImage(
             self._original.width(), self._original.height(), QImage.Format.Format_ARGB32
@@ -83,8 +100,16 @@ class Canvas(QWidget):
         ):
             raise ValueError(f"pixels of shape {rgb.shape} do not fit the open photo")
         self._pixels = np.ascontiguousarray(rgb)
-        self._image = rgb_to_qimage(self._pixels)
+        self._image = self._to_qimage(self._pixels, "edited")
         self.update()
+
+    def _to_qimage(self, rgb: np.ndarray, role: str) -> QImage:
+        """The image to draw: a view of `rgb`, or of an RGBA copy when the photo has alpha."""
+        if self._alpha is None or self._alpha.shape != rgb.shape[:2]:
+            self._shown.pop(role, None)
+            return rgb_to_qimage(rgb)
+        self._shown[role] = np.dstack([rgb, self._alpha])  # kept alive while shown
+        return rgba_to_qimage(self._shown[role])
 
     def patch(self, box: Box, crop: np.ndarray) -> None:
         """Write `crop` into the box of the edited photo (one undo or redo step)."""
@@ -141,6 +166,15 @@ class Canvas(QWidget):
         """While an edit runs the mask is frozen, so what is erased is what was sent."""
         self._busy = busy
         self.setCursor(Qt.CursorShape.BusyCursor if busy else Qt.CursorShape.CrossCursor)
+
+    def set_activity(self, text: str | None) -> None:
+        """Show a busy card saying `text` over the canvas (a photo loading, an edit running);
+        None hides it."""
+        self._card.show(text)
+
+    def activity(self) -> str | None:
+        """The text of the busy card shown now, or None."""
+        return self._card.text
 
     def _paint_segment(self, start: QPointF, end: QPointF) -> None:
         if self._mask is None:
@@ -228,6 +262,22 @@ class Canvas(QWidget):
     def is_comparing(self) -> bool:
         return self._comparing
 
+    def set_split(self, on: bool) -> None:
+        """Side by side: the original left of a divider, the edited photo right of it."""
+        self._split = (self._split or 0.5) if on else None
+        self.update()
+
+    def split(self) -> float | None:
+        """Where the divider is, as a fraction of the canvas width; None when not split."""
+        return self._split
+
+    def _divider_x(self) -> float | None:
+        return None if self._split is None else self._split * self.width()
+
+    def _near_divider(self, point: QPointF) -> bool:
+        x = self._divider_x()
+        return x is not None and abs(point.x() - x) <= DIVIDER_GRAB
+
     # -- events -------------------------------------------------------------------------
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -235,10 +285,12 @@ class Canvas(QWidget):
         painter.fillRect(self.rect(), QColor(48, 48, 48))
         shown = self._original if self._comparing else self._image
         if shown is None:
-            painter.setPen(QColor(200, 200, 200))
-            painter.drawText(
-                self.rect(), Qt.AlignmentFlag.AlignCenter, "Open a photo or drop one here"
-            )
+            if self._card.text is None:
+                painter.setPen(QColor(200, 200, 200))
+                painter.drawText(
+                    self.rect(), Qt.AlignmentFlag.AlignCenter, "Open a photo or drop one here"
+                )
+            self._card.paint(painter)
             return
         target = QRectF(
             self._offset.x(),
@@ -247,7 +299,14 @@ class Canvas(QWidget):
             shown.height() * self._scale,
         )
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._scale < 1.0)
-        painter.drawImage(target, shown)
+        divider = self._divider_x()
+        if divider is not None and not self._comparing and self._original is not None:
+            before = QRectF(0, 0, divider, self.height())
+            self._draw_photo(painter, target, self._original, before)
+            after = QRectF(divider, 0, self.width() - divider, self.height())
+            self._draw_photo(painter, target, shown, after)
+        else:
+            self._draw_photo(painter, target, shown, None)
         if self._mask is not None and not self._comparing:
             painter.setOpacity(MASK_OPACITY)
             painter.drawImage(target, self._mask)
@@ -257,6 +316,22 @@ class Canvas(QWidget):
             painter.setPen(QPen(QColor(255, 255, 255, 200), 1))
             radius = self._brush * self._scale / 2
             painter.drawEllipse(self._cursor, radius, radius)
+        if divider is not None and not self._comparing:
+            paint_divider(painter, divider, self.height())
+        self._card.paint(painter)
+
+    def _draw_photo(
+        self, painter: QPainter, target: QRectF, image: QImage, clip: QRectF | None
+    ) -> None:
+        """Draw `image` into `target` (only inside `clip`), on a checkerboard if it has alpha."""
+        painter.save()
+        if clip is not None:
+            painter.setClipRect(clip)
+        if self._alpha is not None:
+            painter.setBrushOrigin(target.topLeft())
+            painter.fillRect(target, self._checker)
+        painter.drawImage(target, image)
+        painter.restore()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         if self._fitting:
@@ -276,6 +351,8 @@ class Canvas(QWidget):
         ):
             self._pan_from = event.position()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif button == Qt.MouseButton.LeftButton and self._near_divider(event.position()):
+            self._dragging_divider = True
         elif button == Qt.MouseButton.LeftButton and not self._busy and self._mask is not None:
             point = self.widget_to_image(event.position())
             self._last_point = point
@@ -291,6 +368,14 @@ class Canvas(QWidget):
             self._fitting = False
             self.update()  # everything moved
             return
+        if self._dragging_divider:
+            self._split = min(1.0, max(0.0, event.position().x() / max(1, self.width())))
+            self.update()
+            return
+        idle = self._last_point is None and not self._busy and not self._space_held
+        if self._split is not None and idle:
+            near = self._near_divider(event.position())
+            self.setCursor(Qt.CursorShape.SplitHCursor if near else Qt.CursorShape.CrossCursor)
         if self._last_point is not None:
             point = self.widget_to_image(event.position())
             self._paint_segment(self._last_point, point)
@@ -306,7 +391,9 @@ class Canvas(QWidget):
                                    2 * radius, 2 * radius).toAlignedRect())  # fmt: skip
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        if self._pan_from is not None:
+        if self._dragging_divider:
+            self._dragging_divider = False
+        elif self._pan_from is not None:
             self._pan_from = None
             self.setCursor(
                 Qt.CursorShape.OpenHandCursor if self._space_held else Qt.CursorShape.CrossCursor

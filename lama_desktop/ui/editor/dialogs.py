@@ -17,12 +17,20 @@ async def ask(
     text: str,
     buttons: QMessageBox.StandardButton,
     labels: dict[QMessageBox.StandardButton, str] | None = None,
+    default: QMessageBox.StandardButton = QMessageBox.StandardButton.Cancel,
 ) -> QMessageBox.StandardButton:
-    """Show a window-modal question and wait for the button pressed (Cancel if closed)."""
+    """Show a window-modal question and wait for the button pressed (Cancel if closed).
+
+    Enter presses `default` (Cancel unless said otherwise): a button that loses work or
+    replaces a file is never the default, whatever order Qt would pick."""
     box = QMessageBox(QMessageBox.Icon.Question, title, text, buttons, parent)
     box.setWindowModality(Qt.WindowModality.WindowModal)
     for button, label in (labels or {}).items():
         box.button(button).setText(label)
+    if box.button(default) is not None:
+        box.setDefaultButton(default)
+    if box.button(QMessageBox.StandardButton.Cancel) is not None:
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)
     answer: asyncio.Future[QMessageBox.StandardButton] = asyncio.get_running_loop().create_future()
 
     def done(_result: int) -> None:

@@ -10,13 +10,14 @@ from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSlider,
     QToolButton,
@@ -39,6 +40,8 @@ from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.editor.canvas import Canvas
 from lama_desktop.ui.editor.commands import InpaintRound
+from lama_desktop.ui.editor.dialogs import ask
+from lama_desktop.ui.editor.filmstrip import Filmstrip
 from lama_desktop.ui.editor.model_banner import ModelBanner
 from lama_desktop.ui.editor.pixels import Box, changed_box
 
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 BRUSH_RANGE = (2, 400)
 WAITING_NOTICE_S = 1.0
+BUSY_CARD_S = 0.25  # a quick edit shows no card; a longer one shows it until it ends
 
 
 class Inpainter(Protocol):
@@ -59,6 +63,8 @@ class EditorWidget(QWidget):
 
     roundFinished = Signal(str, float)  # node that ran it, seconds from release to result shown
     documentChanged = Signal()  # another photo opened, or saved
+    photoOpened = Signal(object)  # the Path of a photo now shown (the last one's figures go)
+    openRequested = Signal(object)  # a Path the user chose in the filmstrip
     statusMessage = Signal(str)
     busyChanged = Signal(bool)
 
@@ -82,6 +88,9 @@ class EditorWidget(QWidget):
         self.undo_stack = QUndoStack(self)
         self.canvas = Canvas(self)
         self.banner = ModelBanner(models_dir, self)
+        self.filmstrip = Filmstrip(self)
+        self._opening: Path | None = None  # the photo being decoded now (the latest asked)
+        self._opens = 0  # counts opens asked for: only the latest one's photo is shown
         self._build_tools()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -89,6 +98,8 @@ class EditorWidget(QWidget):
         layout.addWidget(self._tools)
         layout.addWidget(self.banner)
         layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.filmstrip)
+        self.filmstrip.photoChosen.connect(self.openRequested)
         self.canvas.strokeFinished.connect(self._on_stroke_finished)
         self.canvas.maskChanged.connect(self._update_run_button)
         self.canvas.zoomChanged.connect(lambda s: self._zoom_label.setText(f"{s * 100:.0f} %"))
@@ -128,6 +139,10 @@ class EditorWidget(QWidget):
         self.compare_button = self._tool("Compare", "Hold to see the original (or hold C)")
         self.compare_button.pressed.connect(lambda: self.canvas.set_comparing(True))
         self.compare_button.released.connect(lambda: self.canvas.set_comparing(False))
+        self.split_button = self._tool(
+            "Split", "Before and after side by side; drag the divider", checkable=True
+        )
+        self.split_button.toggled.connect(self.canvas.set_split)
         self.model_box = QComboBox(self)
         for name in MODELS:
             self.model_box.addItem(get_spec(name).title, name)
@@ -155,7 +170,7 @@ class EditorWidget(QWidget):
         ):
             row.addWidget(widget)
         row.addSpacing(12)
-        for widget in (fit, actual, self._zoom_label, self.compare_button):
+        for widget in (fit, actual, self._zoom_label, self.compare_button, self.split_button):
             row.addWidget(widget)
         row.addStretch(1)
         for widget in (self.model_box, self.hd_box, self.auto_run, self.run_button):
@@ -212,21 +227,50 @@ class EditorWidget(QWidget):
 
     # -- opening --------------------------------------------------------------------------
 
-    async def open_file(self, path: Path) -> None:
-        """Decode `path` in an executor thread and show it; ImageError says what is wrong."""
+    async def open_file(self, path: Path) -> bool:
+        """Decode `path` in an executor thread and show it; ImageError says what is wrong.
+
+        The canvas says the photo is loading meanwhile. False when another photo was asked
+        for before this one was decoded (the later one wins)."""
+        path = Path(path)
+        self._opening = path
+        self._opens += 1
+        ticket = self._opens
+        self.canvas.set_activity(f"Loading {path.name}…")
         loop = asyncio.get_running_loop()
-        picture = await loop.run_in_executor(None, read_image, path)
+        try:
+            picture = await loop.run_in_executor(None, read_image, path)
+        finally:
+            latest = ticket == self._opens
+            if latest:
+                self._opening = None
+                self.canvas.set_activity(None)
+        if not latest:
+            return False
         self._generation += 1
         self.picture = picture
-        self.path = Path(path)
+        self.path = path
         self.saved_path = None
+        self.last_worker_seconds = None
         self.undo_stack.clear()
-        self.canvas.load(picture.rgb)
+        self.canvas.load(picture.rgb, picture.alpha)
         self.canvas.setFocus()
         self._update_run_button()
+        self.photoOpened.emit(path)
         self.documentChanged.emit()
         width, height = picture.size
-        self.statusMessage.emit(f"Opened {self.path.name} ({width}x{height}, {picture.format})")
+        self.statusMessage.emit(f"Opened {path.name} ({width}x{height}, {picture.format})")
+        self._show_in_filmstrip(path)
+        return True
+
+    def neighbour(self, step: int, asked: Path | None = None) -> Path | None:
+        """The photo of the folder `step` places from `asked` (the photo a previous step asked
+        for, not yet open), else from the one being opened, else from the one open."""
+        return self.filmstrip.neighbour(asked or self._opening or self.path, step)
+
+    @async_slot
+    async def _show_in_filmstrip(self, path: Path) -> None:
+        await self.filmstrip.show_photo(path)
 
     # -- running --------------------------------------------------------------------------
 
@@ -276,18 +320,18 @@ class EditorWidget(QWidget):
         generation = self._generation
         self._set_running(True)
         # Said only when the answer is slow to come, e.g. while the workers still warm up.
-        waiting = asyncio.get_running_loop().call_later(
-            WAITING_NOTICE_S,
-            self.statusMessage.emit,
-            "Waiting for a free worker… (Esc cancels)",
-        )
+        loop = asyncio.get_running_loop()
+        card = loop.call_later(BUSY_CARD_S, self.canvas.set_activity, "Erasing… (Esc cancels)")
+        waiting = loop.call_later(WAITING_NOTICE_S, self._say_waiting)
         try:
             box, after, result = await self._inpaint(before, mask)
         except asyncio.CancelledError:
             self.statusMessage.emit("Edit cancelled; the mask is kept.")
             raise
         finally:
+            card.cancel()
             waiting.cancel()
+            self.canvas.set_activity(None)
             self._set_running(False)  # only now: until here the mask is what was sent
         if generation != self._generation:
             return  # another photo was opened while this one ran
@@ -317,6 +361,20 @@ class EditorWidget(QWidget):
         box = await loop.run_in_executor(None, changed_box, before, after)
         return box, after, result
 
+    def _say_waiting(self) -> None:
+        text = "Waiting for a free worker… (Esc cancels)"
+        self.canvas.set_activity(text)
+        self.statusMessage.emit(text)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Esc cancels the edit in flight, else clears the mask (the window's Edit menu has
+        the same action; this serves the editor on its own)."""
+        if event.key() == Qt.Key.Key_Escape:
+            self.cancel_or_clear()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
+
     def _set_running(self, running: bool) -> None:
         self._running = running
         self.canvas.set_busy(running)
@@ -335,7 +393,7 @@ class EditorWidget(QWidget):
         if picture is None or pixels is None:
             raise ValueError("No photo is open.")
         suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = suffix if suffix in OUTPUT_FORMATS else None
+        fmt = _format_of(path)
         own = output_extension(picture, None).lstrip(".")
         if fmt is None and suffix not in {own, "tiff" if own == "tif" else own}:
             # Never JPEG bytes under a .tif name: the name says the format.
@@ -362,8 +420,30 @@ class EditorWidget(QWidget):
         self.statusMessage.emit(f"Saved {Path(path).name}")
         return Path(path)
 
+    async def save_asking(self, path: Path, overwrite: bool = False) -> Path | None:
+        """`save_to`, after telling the user when the format cannot hold the photo's depth
+        (a 16-bit photo saved as JPEG, say); None when they chose not to save."""
+        note = self.picture.depth_note(_format_of(path)) if self.picture is not None else None
+        if note is not None:
+            answer = await ask(
+                self,
+                "Save with 8 bits per channel?",
+                note,
+                QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+                labels={QMessageBox.StandardButton.Save: "Save with 8 bits"},
+            )
+            if answer != QMessageBox.StandardButton.Save:
+                return None
+        return await self.save_to(path, overwrite)
+
     def suggested_save_path(self) -> Path | None:
         """Next to the original, with "-cleaned" added, in the original's format."""
         if self.path is None:
             return None
         return self.path.with_name(f"{self.path.stem}-cleaned{self.path.suffix}")
+
+
+def _format_of(path: Path) -> str | None:
+    """The output format a file name asks for, or None for the photo's own."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in OUTPUT_FORMATS else None

@@ -10,12 +10,21 @@ Box = tuple[int, int, int, int]  # top, bottom, left, right (exclusive), like a 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     """A QImage over `rgb` (uint8 HxWx3, C-contiguous); the array must outlive the image."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected uint8 HxWx3 pixels, got {rgb.dtype} {rgb.shape}")
-    if not rgb.flags.c_contiguous:
+    return _view(rgb, 3, QImage.Format.Format_RGB888)
+
+
+def rgba_to_qimage(rgba: np.ndarray) -> QImage:
+    """A QImage over `rgba` (uint8 HxWx4, not premultiplied); the array must outlive it."""
+    return _view(rgba, 4, QImage.Format.Format_RGBA8888)
+
+
+def _view(pixels: np.ndarray, channels: int, fmt: QImage.Format) -> QImage:
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != channels:
+        raise ValueError(f"expected uint8 HxWx{channels} pixels, got {pixels.dtype} {pixels.shape}")
+    if not pixels.flags.c_contiguous:
         raise ValueError("pixels must be C-contiguous")
-    height, width = rgb.shape[:2]
-    return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, channels * width, fmt)
 
 
 def alpha_of(image: QImage) -> np.ndarray:
