@@ -24,6 +24,7 @@ from lama_desktop.config import (
     app_dirs,
     load_settings,
 )
+from lama_desktop.display_check import display_problem
 
 log = logging.getLogger("lama_desktop.app")
 
@@ -121,6 +122,7 @@ async def run(
     dirs: AppDirs,
     photo: str | None,
     preload: threading.Thread | None = None,
+    instance: Any = None,
 ) -> int:
     """Show the window, start the cluster, wait for a confirmed quit, then stop everything."""
     from lama_desktop.ui.async_slot import cancel_pending
@@ -141,6 +143,10 @@ async def run(
     app.aboutToQuit.connect(quit_requested.set)
     _quit_on_signals(asyncio.get_running_loop(), quit_requested)
     window.show()
+    if instance is not None:
+        from lama_desktop.ui.single_instance import serve_window
+
+        serve_window(instance, window)  # a later `lama-desktop PHOTO` opens it here
     await asyncio.sleep(0)  # one loop turn: Qt paints the window before the cluster starts
     shown_s = time.time() - started
     cpu = os.times()
@@ -226,30 +232,20 @@ def _preload(module: str) -> threading.Thread:
     return thread
 
 
-def display_problem(environ: dict[str, str] | None = None) -> str | None:
-    """Why a window cannot open here (Linux without a display), or None.
+def _hand_off(name: str, photo: str | None) -> int:
+    """A second start: the running app opens `photo` and comes to the front."""
+    from lama_desktop.ui.single_instance import hand_off
 
-    Qt would abort the process with a platform-plugin message that points at reinstalling;
-    this says what is really missing and what works without a screen.
-    """
-    env = os.environ if environ is None else environ
-    if not sys.platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
-        return None
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        return (
-            "no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
-            "Start it from a desktop session, or clean photos without a window: "
-            "`lama-desktop batch PHOTOS --masks MASKS --out OUT`."
-        )
-    if env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
-        import ctypes.util
-
-        if ctypes.util.find_library("xcb-cursor") is None:
-            return (
-                "Qt needs the X11 cursor library to open a window: install it with "
-                "`sudo apt-get install libxcb-cursor0` (Debian/Ubuntu), then start again."
-            )
-    return None
+    if hand_off(name, photo):
+        shown = "the photo opens there" if photo else "its window comes to the front"
+        print(f"lama-desktop: Lama Desktop is already running; {shown}.")
+        return 0
+    print(
+        "lama-desktop: another Lama Desktop holds this data folder but does not answer; "
+        "quit it (or end its process) and start again.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(photo: str | None = None) -> int:
@@ -258,13 +254,18 @@ def main(photo: str | None = None) -> int:
     if problem is not None:
         print(f"lama-desktop: {problem}", file=sys.stderr)
         return 1
+    from lama_desktop.ui.single_instance import SingleInstance
+
+    dirs = app_dirs()
+    instance = SingleInstance(dirs.data)
+    if not instance.claim():  # another app runs on this data folder: no second scheduler
+        return _hand_off(instance.name, photo)
     preload = _preload("lama_desktop.cluster.scheduler")
     import qasync
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     phases["main"] = time.time() - _process_start()
-    dirs = app_dirs()
     setup_logging(dirs.log)
     try:
         settings = load_settings(dirs.settings_file)
@@ -278,11 +279,12 @@ def main(photo: str | None = None) -> int:
     app.setWindowIcon(QIcon(str(Path(__file__).parent / "resources" / "lama-desktop.svg")))
     app.setQuitOnLastWindowClosed(False)  # the tray keeps the app; quitting is explicit
     phases["qapplication"] = time.time() - _process_start()
+    instance.listen()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     _install_exception_hooks(loop)
     try:
-        task = loop.create_task(run(app, settings, dirs, photo, preload))
+        task = loop.create_task(run(app, settings, dirs, photo, preload, instance))
         for _attempt in range(3):
             try:
                 return loop.run_until_complete(task)
@@ -294,6 +296,7 @@ def main(photo: str | None = None) -> int:
                 log.info("Qt's event loop ended from outside; finishing the shutdown")
         return 1
     finally:
+        instance.release()
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         asyncio.set_event_loop(None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import signal
 import sys
 import threading
@@ -22,6 +23,8 @@ from lama_desktop.engine.outputs import remove_leftovers, unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome, PlanError, plan_batch
 from lama_desktop.engine.runner import run_plan_in_process
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -134,13 +137,25 @@ def _cluster_executor(args: argparse.Namespace) -> Executor:
         raise _UsageError(f"--local-workers/--node/--pair need the cluster ({exc})") from None
     if args.local_workers == 0 and not args.node and not args.pair:
         raise _UsageError("--local-workers 0 needs at least one --node or --pair")
+    keys = importlib.import_module("lama_desktop.cluster.keys")
+    for link in [*args.pair, *(n for n in args.node if n.startswith("lama://"))]:
+        try:
+            keys.PairingLink.parse(link)
+        except ValueError as exc:  # said before any worker starts
+            raise _UsageError(str(exc)) from None
+    refused = importlib.import_module("lama_desktop.cluster.scheduler").PairingFailed
 
     def execute(
         plan: BatchPlan, settings: JobSettings, on_outcome: OnOutcome, should_stop: ShouldStop
     ) -> list[JobOutcome]:
-        outcomes: list[JobOutcome] = batch_run.run_plan(
-            plan, settings, args.local_workers, args.node, on_outcome, should_stop, pair=args.pair
-        )
+        try:
+            outcomes: list[JobOutcome] = batch_run.run_plan(
+                plan, settings, args.local_workers, args.node, on_outcome, should_stop,
+                pair=args.pair,
+            )  # fmt: skip
+        except refused as exc:  # a used, expired or wrong code: the user needs a new link
+            log.debug("pairing failed", exc_info=True)
+            raise _UsageError(f"pairing failed: {exc}") from None
         return outcomes
 
     return execute
@@ -227,6 +242,9 @@ def run(args: argparse.Namespace, executor: Executor | None = None) -> int:
                 execute(plan, settings, report.add, lambda: False)
         except KeyboardInterrupt:
             interrupted = True
+        except _UsageError as exc:  # e.g. a refused pairing link: nothing ran
+            print(f"lama-desktop batch: {exc}", file=err)
+            return EXIT_USAGE
         except EngineError as exc:  # the model could not be loaded: nothing ran
             report.fail_rest(str(exc))
     report.cancel_rest()

@@ -147,7 +147,7 @@ class Agent:
         try:
             self.endpoint = self.desktops.bind(self.bind, self.keypair)
         except zmq.ZMQError as exc:
-            self._close_front()
+            await self._close_front()
             self._stop_log_file()
             raise OSError(f"cannot listen on {self.bind}: {exc}") from exc
         self.handshakes = HandshakeLog(self.front)
@@ -208,7 +208,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._announcer is not None:
             await self._announcer.stop()
-        self._close_front()
+        await self._close_front()
         self._started = False
         log.info("agent %s stopped", self.name)
         self._stop_log_file()
@@ -219,11 +219,11 @@ class Agent:
             self._file_handler.close()
             self._file_handler = None
 
-    def _close_front(self) -> None:
+    async def _close_front(self) -> None:
         if hasattr(self, "handshakes"):
             self.handshakes.close()
         self.desktops.close()
-        self.auth.stop()
+        await self.auth.aclose()
         self.context.term()
 
     # -- READY ----------------------------------------------------------------------------------

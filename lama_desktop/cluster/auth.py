@@ -3,6 +3,7 @@ and a log of connections that fail the Curve handshake before ZAP sees them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -64,6 +65,20 @@ class AgentAuthenticator(AsyncioAuthenticator):
         self.codes = codes
         self.preauthorized = {k.decode() if isinstance(k, bytes) else k for k in preauthorized}
         self.refused = 0  # handshakes refused so far (tests and logs read it)
+
+    async def aclose(self) -> None:
+        """Stop answering ZAP requests, leaving no watcher on a closed socket.
+
+        pyzmq's stop() cancels its polling task and closes the ZAP socket at once; the task
+        takes the socket's descriptor off the event loop only when it next runs, so Qt's loop
+        polls a closed descriptor meanwhile ("QSocketNotifier: Invalid socket" at quit).
+        Finishing the task first keeps the order right.
+        """
+        task = getattr(self, "_AsyncioAuthenticator__task", None)  # pyzmq keeps it private
+        if isinstance(task, asyncio.Future) and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.stop()
 
     def decide(self, key: str) -> str | None:
         """The User-Id for a client key, or None to refuse it."""

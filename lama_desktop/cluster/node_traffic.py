@@ -160,9 +160,12 @@ class NodeTraffic:
                     else "encrypted handshake failed: wrong server key, or not a lama-agent"
                 )
                 if peer.pairing is not None and not peer.pairing.done():
-                    peer.pairing.set_exception(
-                        PairingFailed(f"{reason} (the pairing code may have expired)")
-                    )
+                    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                        reason = (
+                            "the agent refused the link: its code was already used or has "
+                            "expired; get a fresh one with `lama-agent pair` on that machine"
+                        )
+                    peer.pairing.set_exception(PairingFailed(reason))
                 elif not peer.refused:
                     peer.refused = True
                     self.apply(self.state.node_refused(peer.node_id, reason))

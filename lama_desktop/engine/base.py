@@ -83,6 +83,11 @@ class ModelSpec:
     needs_download: bool
     devices: tuple[str, ...]
 
+    @property
+    def label(self) -> str:
+        """The one name a user sees: the title and the id the CLI and settings take."""
+        return f"{self.title} ({self.name})"
+
 
 # The built-in models' specs, kept here so a GUI process can list models without importing
 # cv2 or torch; a test checks they match the classes.

@@ -27,12 +27,13 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import Shiboken
 
-from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
+from lama_desktop.config import HD_STRATEGIES, AppSettings
 from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.outputs import unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import IMAGE_EXTENSIONS, BatchPlan, PlanError, Skipped, plan_batch
 from lama_desktop.ui.async_slot import async_slot
+from lama_desktop.ui.model_choice import model_box
 
 log = logging.getLogger(__name__)
 RESCAN_DELAY_MS = 250  # typing a path rescans once the user pauses, not on every key
@@ -143,9 +144,7 @@ class BatchDialog(QDialog):
         output_browse = QPushButton("Browse…", self)
         output_browse.clicked.connect(lambda: self._browse_folder(self.output_edit.setText))
         self.name_edit = QLineEdit(self)
-        self.model_box = QComboBox(self)
-        self.model_box.addItems(list(MODELS))
-        self.model_box.setCurrentText(settings.model)
+        self.model_box = model_box(settings.model, self)
         self.hd_box = QComboBox(self)
         self.hd_box.addItems(list(HD_STRATEGIES))
         self.hd_box.setCurrentText(settings.hd_strategy)
@@ -204,7 +203,7 @@ class BatchDialog(QDialog):
         if self.plan is None or not self.plan.jobs:
             return None
         job_settings = JobSettings(
-            model=self.model_box.currentText(),
+            model=str(self.model_box.currentData()),
             device=self.settings.device,
             hd=HDConfig(strategy=HDStrategy(self.hd_box.currentText())),
             quality=self.settings.jpeg_quality,

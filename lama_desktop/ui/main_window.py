@@ -61,7 +61,7 @@ class MainWindow(QMainWindow):
         self.editor.documentChanged.connect(self._update_title)
         self.editor.photoOpened.connect(self._forget_last_photo)
         self.editor.openRequested.connect(self.open_path)
-        self.editor.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        self.editor.undo_stack.cleanChanged.connect(self._on_clean_changed)
         bridge.nodeChanged.connect(self._on_node_changed)
         bridge.snapshotReady.connect(lambda _s: self._update_workers())
         bridge.noticeRaised.connect(self._show_notice)
@@ -198,6 +198,12 @@ class MainWindow(QMainWindow):
         self.last_edit_label.clear()
         self.statusBar().clearMessage()
 
+    def _on_clean_changed(self, _clean: bool) -> None:
+        # A stack with unsaved edits empties itself as it is destroyed with the window
+        # (Discard at quit): its Python side is gone by then and there is no title to update.
+        if Shiboken.isValid(self.editor.undo_stack):
+            self._update_title()
+
     def _update_title(self) -> None:
         path = self.editor.saved_path or self.editor.path  # Save As: the file Ctrl+S writes
         name = path.name if path is not None else ""
@@ -219,7 +225,7 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_path(self, path: Path) -> None:
         """Open one photo in the editor (asks first when the current one has unsaved edits)."""
         if self.editor.is_modified() and not await self._confirm_discard():
@@ -228,7 +234,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(path)
         await self.save_settings()
 
-    @async_slot
+    @async_slot(title="Could not open the photo")
     async def open_dialog(self) -> None:
         start = self.editor.path.parent if self.editor.path else Path.home()
         path = await choose_open_path(self, start)
@@ -275,7 +281,7 @@ class MainWindow(QMainWindow):
             return not self.editor.is_modified()  # the save was cancelled or failed: stay
         return answer == QMessageBox.StandardButton.Discard
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save(self) -> None:
         """Save to where the user last saved; the original is only replaced after asking."""
         if self.editor.path is None:
@@ -303,7 +309,7 @@ class MainWindow(QMainWindow):
                 return
         await self.editor.save_asking(target, overwrite=True)
 
-    @async_slot
+    @async_slot(title="Could not save the photo")
     async def save_as(self) -> None:
         suggested = self.editor.suggested_save_path()
         if suggested is None:

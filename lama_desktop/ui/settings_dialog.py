@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lama_desktop.config import DEVICES, HD_STRATEGIES, MODELS, AppSettings, ConfigError
+from lama_desktop.config import DEVICES, HD_STRATEGIES, AppSettings, ConfigError
+from lama_desktop.ui.model_choice import model_box
 
 
 class SettingsDialog(QDialog):
@@ -31,7 +32,7 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._base = settings
-        self.model = self._combo(MODELS, settings.model)
+        self.model = model_box(settings.model, self)
         self.device = self._combo(DEVICES, settings.device, editable=True)
         self.hd_strategy = self._combo(HD_STRATEGIES, settings.hd_strategy)
         self.run_on_release = QCheckBox("Run as soon as a stroke ends", self)
@@ -113,7 +114,7 @@ class SettingsDialog(QDialog):
         settings = dataclasses.replace(
             self._base,
             recent_files=list(self._base.recent_files),
-            model=self.model.currentText(),
+            model=str(self.model.currentData()),
             device=self.device.currentText().strip(),
             hd_strategy=self.hd_strategy.currentText(),
             run_mode="release" if self.run_on_release.isChecked() else "manual",

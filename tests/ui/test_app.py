@@ -41,6 +41,8 @@ def test_app_starts_without_torch_and_quits_cleanly(app_env: AppDirs, tmp_path: 
     assert report["editor_path"] == str(photo)
     assert "Event loop stopped before Future completed" not in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    # No ZeroMQ descriptor is left on Qt's loop after its socket closed (issue 7 section 5).
+    assert "QSocketNotifier" not in proc.stderr, proc.stderr[-3000:]
     log_text = (app_env.log / "lama-desktop.log").read_text()
     assert "window shown" in log_text
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from lama_desktop.cluster.scheduler import PairingFailed
+from lama_desktop.engine.modelstore import DownloadError
 from lama_desktop.ui import async_slot as slots
 from tests.ui.conftest import LoopRunner
 
@@ -75,3 +77,37 @@ def test_cancel_pending_stops_unfinished_slots(qtbot: Any, qloop: LoopRunner) ->
     assert slots.cancel_pending() == [task]
     qloop.run(asyncio.gather(task, return_exceptions=True))
     assert task.cancelled() and task not in slots.pending_tasks()
+
+
+class Failing(QWidget):
+    @slots.async_slot(title="Could not pair")
+    async def fail(self, error: Exception) -> None:
+        raise error
+
+    @slots.async_slot
+    async def outer(self, error: Exception) -> None:
+        await self.fail(error)  # one slot awaiting another: the same failure, shown once
+
+
+@pytest.mark.parametrize(
+    ("error", "handled"),
+    [
+        (PairingFailed("the agent refused the link: its code was already used"), True),
+        (DownloadError("Could not download big-lama.pt (offline)"), True),
+        (RuntimeError("a bug"), False),
+    ],
+)
+def test_handled_errors_log_one_line_and_bugs_their_traceback(
+    qtbot: Any, qloop: LoopRunner, shown: list[tuple[str, str]], caplog: pytest.LogCaptureFixture,
+    error: Any, handled: bool,
+) -> None:  # fmt: skip
+    widget = Failing()
+    qtbot.addWidget(widget)
+    caplog.set_level("DEBUG")
+    with pytest.raises(Exception):  # noqa: B017 - the three kinds differ
+        qloop.run(widget.outer(error))
+    assert shown == [("Could not pair", str(error))]
+    loud = [r for r in caplog.records if r.levelno >= 30]
+    assert len(loud) == 1
+    assert (loud[0].exc_info is None) is handled
+    assert loud[0].levelname == ("WARNING" if handled else "ERROR")

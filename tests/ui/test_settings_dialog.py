@@ -26,7 +26,8 @@ def test_dialog_shows_environment_override_and_applies_copy(
     loaded = load_settings()
     dialog = SettingsDialog(loaded)
     qtbot.addWidget(dialog)
-    assert dialog.model.currentText() == "opencv-telea"
+    assert dialog.model.currentData() == "opencv-telea"
+    assert dialog.model.currentText() == "OpenCV Telea (opencv-telea)"
     assert dialog.worker_count.value() == 2 and dialog.brush_size.value() == 30
     dialog.worker_count.setValue(3)
     dialog.job_timeout.setValue(42)

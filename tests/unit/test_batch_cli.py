@@ -268,9 +268,14 @@ def test_cluster_options_use_the_cluster_route(
     fake.run_plan = run_plan  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "lama_desktop.cluster.batch_run", fake)
     # The fake runs nothing; jobs it never reported count as cancelled, which is not a success.
-    cluster = ["--local-workers", "2", "--node", "lama://n1", "--pair", "lama://n2?code=1"]
+    from lama_desktop.cluster.keys import PairingLink
+
+    key = "0" * 40  # any 40 Z85 characters: the links are checked, the fake connects nowhere
+    n1 = PairingLink("n1", 7890, key).format()
+    n2 = PairingLink("n2", 7890, key, "ABCD2345").format()
+    cluster = ["--local-workers", "2", "--node", n1, "--pair", n2]
     assert cli(images, "--masks", masks, "--out", out, *cluster) == 1
-    assert calls == [(2, ["lama://n1"], ["lama://n2?code=1"], False)]
+    assert calls == [(2, [n1], [n2], False)]
     assert "3 cancelled" in capsys.readouterr().out  # the fake ran nothing; nothing was lost
 
 

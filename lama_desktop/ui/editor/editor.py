@@ -145,7 +145,7 @@ class EditorWidget(QWidget):
         self.split_button.toggled.connect(self.canvas.set_split)
         self.model_box = QComboBox(self)
         for name in MODELS:
-            self.model_box.addItem(get_spec(name).title, name)
+            self.model_box.addItem(get_spec(name).label, name)  # "LaMa (lama)"
         self.model_box.setCurrentIndex(max(0, self.model_box.findData(self._settings.model)))
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
         self.hd_box = QComboBox(self)
@@ -318,13 +318,14 @@ class EditorWidget(QWidget):
             return
         started = time.perf_counter()
         generation = self._generation
+        settings = self.job_settings()
         self._set_running(True)
         # Said only when the answer is slow to come, e.g. while the workers still warm up.
         loop = asyncio.get_running_loop()
         card = loop.call_later(BUSY_CARD_S, self.canvas.set_activity, "Erasing… (Esc cancels)")
         waiting = loop.call_later(WAITING_NOTICE_S, self._say_waiting)
         try:
-            box, after, result = await self._inpaint(before, mask)
+            box, after, result = await self._inpaint(before, mask, settings)
         except asyncio.CancelledError:
             self.statusMessage.emit("Edit cancelled; the mask is kept.")
             raise
@@ -344,17 +345,19 @@ class EditorWidget(QWidget):
         if box is None:
             self.statusMessage.emit("The edit changed nothing.")
             return
-        command = InpaintRound(self.canvas, before, after, f"Erase ({result.node})", box)
+        # The Edit menu says what undo takes back ("Undo erase with LaMa"), not where it ran.
+        text = f"erase with {get_spec(settings.model).title}"
+        command = InpaintRound(self.canvas, before, after, text, box)
         self.undo_stack.push(command)  # push() calls redo(), which shows the result
         self.canvas.repaint()  # on screen now, so the time below includes the paint
         seconds = time.perf_counter() - started
         self.roundFinished.emit(str(result.node), seconds)
 
     async def _inpaint(
-        self, before: np.ndarray, mask: np.ndarray
+        self, before: np.ndarray, mask: np.ndarray, settings: JobSettings
     ) -> tuple[Box | None, np.ndarray, Any]:
         """The scheduler's result for one round and the box of pixels it changed."""
-        result = await self._scheduler.inpaint(before, mask, self.job_settings())
+        result = await self._scheduler.inpaint(before, mask, settings)
         after = np.asarray(result.rgb, dtype=np.uint8).reshape(before.shape)
         # Comparing whole photos takes a while on large ones: off the GUI thread.
         loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from lama_desktop.engine.base import get_spec
 from lama_desktop.ui.async_slot import async_slot
 
 FALLBACK_MODEL = "opencv-ns"
@@ -63,8 +64,8 @@ class ModelBanner(QFrame):
             return
         if self._task is None:
             self._label.setText(
-                f"The {model} model file is not downloaded yet: edits use OpenCV "
-                f"({FALLBACK_MODEL}) meanwhile."
+                f"The {get_spec(model).label} model file is not downloaded yet: edits use "
+                f"{get_spec(FALLBACK_MODEL).label} meanwhile."
             )
             self._button.setEnabled(True)
         self.show()
@@ -85,7 +86,8 @@ class ModelBanner(QFrame):
         self._button.setEnabled(False)
         self._bar.setRange(0, 0)
         self._bar.show()
-        self._label.setText(f"Downloading the {model} model; edits use OpenCV until it is here.")
+        label = get_spec(model).label
+        self._label.setText(f"Downloading the {label} model; edits use OpenCV until it is here.")
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
@@ -95,7 +97,7 @@ class ModelBanner(QFrame):
                 lambda done, total: self.progressed.emit(done, total or 0),
             )
         except BaseException:
-            self._label.setText(f"The {model} download failed; edits keep using OpenCV.")
+            self._label.setText(f"The {label} download failed; edits keep using OpenCV.")
             self._button.setEnabled(True)
             self._button.setText("Retry")
             raise
