@@ -1,10 +1,14 @@
 """Runs the real app (lama_desktop.app.main) and plays the user for scripts/screenshots.py.
 
-    screenshot_driver.py PHOTO --link LAMA_LINK --batch FOLDER --out DIR
+    screenshot_driver.py PHOTO --link LAMA_LINK --batch FOLDER --out DIR --agent-pid PID
+        [--suffix -200] [--tray-height 24]
 
-A coroutine on the app's own event loop waits for the main window, paints a mask with real
-mouse events, pairs the agent through the Add node dialog, queues FOLDER through the batch
-dialog, and takes `import -window root` shots: editor.png, nodes.png, queue.png.
+A coroutine on the app's own event loop waits for the main window, fills the screen with it,
+paints a mask with real mouse events, pairs the agent through the Add node dialog, queues
+FOLDER through the batch dialog, kills the agent (a dead node, its photos move to this
+computer) and takes `import -window root` shots: editor, nodes and queue (+ suffix).
+On a screen wider than 1000 logical pixels the panels are floated wide; on a small or
+high-DPI one they stay docked, as a user there sees them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import argparse
 import asyncio
 import itertools
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
@@ -26,7 +32,6 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 REPO = Path(__file__).resolve().parents[1]
-WINDOW = (1440, 872)  # the screen less trayer's strip at the bottom
 log = logging.getLogger("screenshots")
 
 
@@ -94,7 +99,7 @@ def float_dock(dock: Any, geometry: tuple[int, int, int, int]) -> None:
 
 
 async def drive(args: argparse.Namespace) -> None:
-    from lama_desktop.cluster.events import BatchState, NodeState
+    from lama_desktop.cluster.events import BatchState, JobState, NodeState
     from lama_desktop.ui.batch_dialog import BatchDialog
     from lama_desktop.ui.main_window import MainWindow
 
@@ -102,15 +107,18 @@ async def drive(args: argparse.Namespace) -> None:
         return next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)), None)
 
     window = await until("the main window", lambda: (w := main_window()) and w.isVisible() and w)
-    window.move(0, 0)
-    window.resize(*WINDOW)
+    # No window manager under Xvfb: fill the screen by hand, less trayer's strip.
+    screen = window.screen().geometry()
+    tray = round(args.tray_height / window.devicePixelRatio())
+    window.setGeometry(0, 0, screen.width(), screen.height() - tray)
+    wide = screen.width() > 1000
     canvas = window.editor.canvas
     await until("the photo", canvas.has_image)
     await until("warm local workers", lambda: "ready" in window.workers_label.text(), 120)
     await paint_mask(
         window.editor, REPO / "resources" / "samples" / "masks" / f"{args.photo.stem}.png"
     )
-    await shoot(args.out / "editor.png")
+    await shoot(args.out / f"editor{args.suffix}.png")
 
     dialog = window.nodes_panel.open_add_dialog()
     dialog.link_edit.setText(args.link)
@@ -135,19 +143,43 @@ async def drive(args: argparse.Namespace) -> None:
         ),
         120,
     )
-    # The docks share the right edge with the editor; floated, each panel shows every column.
-    float_dock(window.nodes_dock, (60, 170, 1320, 260))
-    await shoot(args.out / "nodes.png")
+    # The spare machine dies mid-batch: its photos move to this computer, its row turns red.
+    os.kill(args.agent_pid, signal.SIGKILL)
+    await until(
+        "the dead node", lambda: any(n.state == NodeState.OFFLINE for n in window.bridge.nodes())
+    )
+    window.nodes_dock.show()
+    window.nodes_dock.raise_()
+    if wide:  # floated, the panel shows every column
+        float_dock(window.nodes_dock, (30, 150, screen.width() - 60, 240))
+    await shoot(args.out / f"nodes{args.suffix}.png")
     window.nodes_dock.setFloating(False)
 
-    float_dock(window.queue_dock, (60, 70, 1320, 740))
     panel = window.queue_panel
+    window.queue_dock.show()
+    window.queue_dock.raise_()
+    if wide:
+        float_dock(window.queue_dock, (30, 40, screen.width() - 60, screen.height() - 110))
     panel.tree.expand(panel.model.batch_index(batch.batch_id))
-    panel.select_batch(batch.batch_id)
+    failed = await until(
+        "the cut-short photo to fail",
+        lambda: next(
+            (j for j in window.bridge.jobs(batch.batch_id) if j.state == JobState.FAILED), None
+        ),
+    )
     await until("a third of the batch", lambda: window.bridge.batch(batch.batch_id).done >= 16, 120)
     if window.bridge.batch(batch.batch_id).state != BatchState.RUNNING:
         raise RuntimeError("the batch finished before the Queue screenshot; add more photos")
-    await shoot(args.out / "queue.png", settle=0.3)
+    # The failed photo selected: its reason in full under the list.
+    parent = panel.model.batch_index(batch.batch_id)
+    row = next(
+        r
+        for r in range(panel.model.rowCount(parent))
+        if panel.model.item(panel.model.index(r, 0, parent)).job_id == failed.job_id
+    )
+    panel.tree.setCurrentIndex(panel.model.index(row, 0, parent))
+    panel.tree.scrollTo(panel.model.index(max(0, row - 2), 0, parent))
+    await shoot(args.out / f"queue{args.suffix}.png", settle=0.3)
 
     window.queue_dock.setFloating(False)
     window.scheduler.pause()  # the journal keeps the rest; quitting needs no question then
@@ -161,6 +193,9 @@ def main() -> int:
     parser.add_argument("--link", required=True)
     parser.add_argument("--batch", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--agent-pid", type=int, required=True)
+    parser.add_argument("--suffix", default="")
+    parser.add_argument("--tray-height", type=int, default=24, help="in screen pixels")
     args = parser.parse_args()
     app = QApplication(sys.argv[:1])  # app.main() reuses it
     failed: list[str] = []

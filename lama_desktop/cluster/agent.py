@@ -38,7 +38,7 @@ from lama_desktop.cluster.keys import KeyPair, PairingLink, load_or_create_keypa
 from lama_desktop.cluster.pairing import AgentPairing
 from lama_desktop.cluster.pool import WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
-    MAX_MESSAGE_BYTES,
+    FRAME_BYTES,
     Cancel,
     Disconnect,
     Failed,
@@ -76,7 +76,7 @@ class Agent:
         announce: bool = False,
         heartbeat: float = 1.0,
         log_file: bool = True,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_message_bytes: int = FRAME_BYTES,
         grace: float = 5.0,
         worker_log_level: str = "INFO",
         pool: WorkerPool | None = None,
@@ -140,7 +140,7 @@ class Agent:
         if self.log_file:
             self._start_log_file()
         self.context = zmq.asyncio.Context()
-        self.auth = self.pairing.start_zap(self.context)
+        self.auth = self.pairing.start_zap(self.context, self.public_key)
         self.desktops = DesktopFront(self.context, self.max_message_bytes)
         self.sessions = self.desktops.sessions
         self.front = self.desktops.sock
@@ -269,7 +269,7 @@ class Agent:
         session, msg, payload = read
         rid = session.routing_id
         if isinstance(msg, Pair):
-            reply = self.pairing.answer(session.key, msg, self.name)
+            reply = self.pairing.answer(session.key, msg, self.name, self.public_key)
             self.stats.paired = self.pairing.paired
             if isinstance(reply, Refuse):
                 self.stats.refused += 1

@@ -10,9 +10,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from lama_desktop.cluster.auth import ZAP_DOMAIN, Peer
+from lama_desktop.cluster.auth import PENDING, ZAP_DOMAIN, Peer
 from lama_desktop.cluster.keys import KeyPair
 from lama_desktop.cluster.protocol import (
+    CURVE_FRAME_OVERHEAD,
     Job,
     Message,
     ProtocolError,
@@ -23,6 +24,9 @@ from lama_desktop.cluster.protocol import (
 from lama_desktop.cluster.routers import configure_router, send_now
 
 log = logging.getLogger(__name__)
+
+# A pending peer (one pairing with a code) sends one small PAIR; anything larger is dropped.
+PENDING_MAX_BYTES = 16 * 1024
 
 
 @dataclass
@@ -66,7 +70,7 @@ class DesktopFront:
         self.max_message_bytes = max_message_bytes
         self.sessions: dict[bytes, DesktopSession] = {}
         self.sock = context.socket(zmq.ROUTER)
-        configure_router(self.sock, max_message_bytes)
+        configure_router(self.sock, max_message_bytes + CURVE_FRAME_OVERHEAD)
 
     def bind(self, address: str, keypair: KeyPair) -> str:
         """Listen as a Curve server behind ZAP; returns the endpoint bound (zmq.ZMQError)."""
@@ -96,6 +100,10 @@ class DesktopFront:
         if peer is None or len(frames) < 2:
             stats.dropped += 1
             log.warning("dropped a message without a usable peer identity")
+            return None
+        if peer.status == PENDING and sum(len(f) for f in frames[1:]) > PENDING_MAX_BYTES:
+            stats.dropped += 1
+            log.warning("dropped an oversized message from pairing key %s", peer.key)
             return None
         try:
             msg, payload = decode(frames[1:], max_frame_bytes=self.max_message_bytes)

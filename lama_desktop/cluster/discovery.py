@@ -26,6 +26,7 @@ class DiscoveredAgent:
     host: str
     port: int
     server_key: str
+    addresses: tuple[str, ...] = ()  # every address announced, preferred (host) first
 
 
 def _instance_label(name: str) -> str:
@@ -64,7 +65,7 @@ def agent_from_info(info: ServiceInfo) -> DiscoveredAgent | None:
     # Prefer IPv4: it is what users see in their router and what most LANs route.
     addresses.sort(key=lambda a: ipaddress.ip_address(a).version)
     name = props.get("name") or info.name.removesuffix("." + SERVICE_TYPE)
-    return DiscoveredAgent(name=name, host=addresses[0], port=info.port, server_key=key)
+    return DiscoveredAgent(name, addresses[0], info.port, key, tuple(addresses))
 
 
 def lan_addresses() -> list[str]:

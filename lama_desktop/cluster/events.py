@@ -93,6 +93,8 @@ class BatchView:
     eta_seconds: float | None = None
     resumed: bool = False
     position: int = 0  # order in the queue, 0 first
+    waiting: str = ""  # why its queued jobs wait ("queue paused", "no node has model lama"...)
+    missing_model: str = ""  # set when no node has the batch's model: it can be downloaded
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,14 @@ class Journal:
         """Forget a batch and its jobs."""
         self._write("DELETE FROM batches WHERE batch_id=?", [(batch_id,)])
 
+    def prune_finished(self, batch_ids: list[str]) -> None:
+        """Forget finished batches with their jobs: every one recorded as finished, and these
+        (finished, though their last state may not be written yet)."""
+        finished = tuple(str(s) for s in BatchState if s not in OPEN_BATCH_STATES)
+        marks = ",".join("?" * len(finished))
+        self._write(f"DELETE FROM batches WHERE state IN ({marks})", [finished])
+        self._write("DELETE FROM batches WHERE batch_id=?", [(b,) for b in batch_ids])
+
     def batch(self, batch_id: str) -> StoredBatch | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM batches WHERE batch_id=?", (batch_id,)).fetchone()

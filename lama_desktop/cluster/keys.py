@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 import re
 import secrets
@@ -71,6 +72,20 @@ def load_or_create_keypair(path: Path) -> KeyPair:
     public, secret = zmq.curve_keypair()
     write_private(path, public + b"\n" + secret + b"\n")
     return KeyPair(public=public, secret=secret)
+
+
+def pairing_keypair(code: str, server_key: str | bytes) -> KeyPair:
+    """The one-off Curve key pair a desktop pairs with: derived from the code and the agent's key.
+
+    Only someone who holds the code can complete a Curve handshake with this key, so the agent
+    lets no unknown key in except these: a stranger without the code is refused at the
+    handshake and never gets to send a message (see docs/protocol.md, Pairing).
+    """
+    server = server_key.encode("ascii") if isinstance(server_key, str) else server_key
+    seed = hashlib.sha256(b"lama-desktop pairing 1\0" + code.strip().upper().encode() + b"\0")
+    seed.update(server)
+    secret = z85.encode(seed.digest())
+    return KeyPair(public=zmq.curve_public(secret), secret=secret)
 
 
 @dataclass(frozen=True)

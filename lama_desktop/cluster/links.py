@@ -19,7 +19,9 @@ from lama_desktop.cluster.node_link import NodeLink
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MS, RECONNECT_MAX_MS = 1000, 32000
+# Known nodes only: a restarted agent is back within about 1 s of listening again; a longer
+# backoff (libzmq doubles up to the max) left it unused for half a minute.
+RECONNECT_MS, RECONNECT_MAX_MS = 250, 1000
 _DONTWAIT = int(zmq.DONTWAIT)  # a plain int: IntFlag arithmetic per frame costs measurably
 MONITORED = (
     zmq.EVENT_DISCONNECTED
@@ -41,7 +43,6 @@ class Peer:
     local: bool
     ready: bool = False
     refused: bool = False
-    pairing: asyncio.Future[str] | None = None  # set while a PAIR awaits its answer
     hellos: int = 0
     generation: int = 0  # a new number on every (re)connect, unique on this socket
     connected: bool = False  # the Curve handshake of the current connection succeeded

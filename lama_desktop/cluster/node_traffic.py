@@ -10,7 +10,7 @@ import zmq
 
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.links import Peer
-from lama_desktop.cluster.nodes import Nodes, PairingFailed
+from lama_desktop.cluster.nodes import Nodes
 from lama_desktop.cluster.state import WriteOutput
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,6 @@ class NodeTraffic:
             self.job_result(node_id, msg, payload)
         elif isinstance(msg, p.Failed):
             self.job_failed(node_id, msg)
-        elif isinstance(msg, p.Paired):
-            if peer.pairing is not None and not peer.pairing.done():
-                peer.pairing.set_result(msg.node)
         elif isinstance(msg, p.Refuse):
             self._on_refuse(peer, msg)
         elif isinstance(msg, p.Disconnect):
@@ -125,10 +122,6 @@ class NodeTraffic:
 
     def _on_refuse(self, peer: Peer, msg: p.Refuse) -> None:
         log.warning("node %s refused us: %s", peer.name, msg.reason)
-        if peer.pairing is not None and not peer.pairing.done():
-            peer.refused = True
-            peer.pairing.set_exception(PairingFailed(f"the agent refused pairing: {msg.reason}"))
-            return
         peer.refused = True
         version = msg.v != p.PROTOCOL_VERSION or msg.peer_version != p.PROTOCOL_VERSION
         self.apply(self.state.node_refused(peer.node_id, msg.reason, version=version))
@@ -141,8 +134,7 @@ class NodeTraffic:
                 continue
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 peer.connected = peer.handshaken = True
-                if peer.pairing is None:
-                    self.nodes.hello(peer)
+                self.nodes.hello(peer)
             elif kind == zmq.EVENT_DISCONNECTED:
                 peer.connected = False
                 if peer.ready:
@@ -159,14 +151,7 @@ class NodeTraffic:
                     if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
                     else "encrypted handshake failed: wrong server key, or not a lama-agent"
                 )
-                if peer.pairing is not None and not peer.pairing.done():
-                    if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                        reason = (
-                            "the agent refused the link: its code was already used or has "
-                            "expired; get a fresh one with `lama-agent pair` on that machine"
-                        )
-                    peer.pairing.set_exception(PairingFailed(reason))
-                elif not peer.refused:
+                if not peer.refused:
                     peer.refused = True
                     self.apply(self.state.node_refused(peer.node_id, reason))
 
@@ -175,10 +160,6 @@ class NodeTraffic:
         while True:
             await asyncio.sleep(self.nodes.heartbeat)
             for peer in list(self.peers.values()):
-                if peer.pairing is not None:
-                    # PAIR went out once (it waits in the pipe for the handshake); resending
-                    # it would bring back late answers that a retry could take for its own.
-                    continue
                 if peer.ready:
                     self.links.send(peer.node_id, p.Heartbeat())
                 elif not peer.connected:

@@ -21,15 +21,12 @@ from lama_desktop.cluster.journal_writer import JournalWriter
 from lama_desktop.cluster.keys import PairingLink
 from lama_desktop.cluster.links import NodeLinks, Peer, ZmqNodeLink
 from lama_desktop.cluster.node_link import NodeLink
+from lama_desktop.cluster.pairing_session import request_pairing
 from lama_desktop.cluster.state import SchedulerState
 
 log = logging.getLogger(__name__)
 
 PAIR_TIMEOUT_S = 15.0
-
-
-class PairingFailed(Exception):
-    """The agent refused the pairing (wrong, expired or used code) or did not answer."""
 
 
 class Nodes:
@@ -98,31 +95,26 @@ class Nodes:
         return node_id
 
     async def pair(self, link: PairingLink) -> str:
-        """Pair with an agent from its link (one-time code), remember it; returns the node id."""
+        """Pair with an agent from its link (one-time code), remember it; returns the node id.
+
+        Raises PairingFailed with the reason (refused or expired code, no answer).
+        """
         known = self.links.node_at(link.address)
         if known is not None and self.peers[known].ready:
             return known
-        node_id = known or f"n-{secrets.token_hex(4)}"
+        name = await request_pairing(
+            self.links.context, link, desktop_key=self.links.keypair.public,
+            desktop_name=self.name, timeout=PAIR_TIMEOUT_S,
+        )  # fmt: skip
         if known is None:
-            self._connect(Peer(node_id, link.address, link.server_key, link.host, False))
+            node_id = f"n-{secrets.token_hex(4)}"
+            self._connect(Peer(node_id, link.address, link.server_key, name, False))
+        else:
+            # Refused before (revoked, say): a fresh handshake now that our key is authorised.
+            node_id = known
+            self.peers[node_id].refused = False
+            self.links.reconnect(self.peers[node_id])
         peer = self.peers[node_id]
-        peer.pairing = asyncio.get_running_loop().create_future()
-        self.links.send(node_id, p.Pair(code=link.code, desktop_name=self.name))
-        try:
-            name = await asyncio.wait_for(asyncio.shield(peer.pairing), PAIR_TIMEOUT_S)
-        except TimeoutError:
-            self._forget(node_id)
-            raise PairingFailed(
-                f"no answer from the agent at {link.address} within {PAIR_TIMEOUT_S:.0f} s"
-            ) from None
-        except PairingFailed:
-            if not peer.refused:
-                self._forget(node_id)
-            # else: refused over a working connection; keep it, so a retry with a new code
-            # reuses it rather than racing a second connection with the same routing id.
-            raise
-        finally:
-            peer.pairing = None
         peer.name = name
         journal = self.writer.journal
         if journal is not None:

@@ -10,12 +10,18 @@ import zmq.asyncio
 
 from lama_desktop.cluster.auth import AgentAuthenticator
 from lama_desktop.cluster.discovery import advertised_host
-from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes, PairingLink
+from lama_desktop.cluster.keys import (
+    AuthorizedKeys,
+    PairingCodes,
+    PairingLink,
+    is_z85_key,
+    pairing_keypair,
+)
 from lama_desktop.cluster.protocol import Pair, Paired, Refuse
 
 log = logging.getLogger(__name__)
 
-MAX_WRONG_CODES = 10  # wrong pairing codes before every live code is withdrawn
+_REFUSED = "pairing code is wrong, expired or already used; get a new link"
 
 
 class AgentPairing:
@@ -26,35 +32,37 @@ class AgentPairing:
         self.codes = PairingCodes(data_dir / "pairing-codes")
         self.preauthorized = {k.decode() if isinstance(k, bytes) else k for k in preauthorized}
         self.paired = 0  # desktops paired since start
-        self._wrong_codes = 0
 
-    def start_zap(self, context: zmq.asyncio.Context) -> AgentAuthenticator:
-        """The ZAP handler that lets paired keys (and pending ones, to present a code) in."""
-        auth = AgentAuthenticator(context, self.keys, self.codes, self.preauthorized)
+    def start_zap(self, context: zmq.asyncio.Context, server_key: bytes) -> AgentAuthenticator:
+        """The ZAP handler that lets paired keys (and a live code's pairing key) in."""
+        auth = AgentAuthenticator(
+            context, self.keys, self.codes, self.preauthorized, server_key=server_key
+        )
         auth.start()
         return auth
 
     def is_paired(self, key: str) -> bool:
         return key in self.preauthorized or self.keys.contains(key)
 
-    def answer(self, key: str, msg: Pair, node: str) -> Paired | Refuse:
-        """PAIRED for a right code (or a key already paired), REFUSE otherwise."""
+    def answer(self, key: str, msg: Pair, node: str, server_key: bytes) -> Paired | Refuse:
+        """PAIRED for a key already paired, or for the pairing key of the code it presents.
+
+        ZAP let a pending key in only because it is the pairing key of a live code; the code
+        in PAIR must be that code, and is used up here, authorising the desktop's own key.
+        """
         if self.is_paired(key):
             return Paired(node=node)
+        if pairing_keypair(msg.code, server_key).public.decode() != key:
+            log.warning("refused pairing from %s: the code does not match its key", key)
+            return Refuse(reason=_REFUSED)
+        if not is_z85_key(msg.desktop_key) or msg.desktop_key == key:
+            return Refuse(reason="PAIR must name the desktop's own Curve public key")
         if not self.codes.consume(msg.code):
-            self._wrong_codes += 1
-            log.warning("refused pairing from %s: wrong, expired or used code", key)
-            if self._wrong_codes >= MAX_WRONG_CODES:
-                # Someone is guessing: withdraw every live code, so the door closes at once.
-                for code in self.codes.live():
-                    self.codes.consume(code)
-                self._wrong_codes = 0
-                log.warning("%d wrong pairing codes: all codes withdrawn", MAX_WRONG_CODES)
-            return Refuse(reason="pairing code is wrong, expired or already used; get a new link")
-        self._wrong_codes = 0
-        self.keys.add(key, msg.desktop_name)
+            log.warning("refused pairing from %s: expired or used code", key)
+            return Refuse(reason=_REFUSED)
+        self.keys.add(msg.desktop_key, msg.desktop_name)
         self.paired += 1
-        log.info("paired desktop %s (%s)", msg.desktop_name, key)
+        log.info("paired desktop %s (%s)", msg.desktop_name, msg.desktop_key)
         return Paired(node=node)
 
     def link(self, endpoint: str, public_key: str, code: str | None = None) -> PairingLink:

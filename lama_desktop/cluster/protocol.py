@@ -8,8 +8,14 @@ from typing import Any, Literal
 import msgspec
 
 PROTOCOL_VERSION = 1
-# Total message limit for zmq.MAXMSGSIZE and per-frame limit checked again on decode.
+# Total payload limit of one message (a 150 MP photo's crop fits; a whole one may not).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# The largest frame anyone sends: a larger payload travels as several frames of this size. So
+# the agent's public socket can hold zmq.MAXMSGSIZE at this size, and a stranger's unfinished
+# Curve handshake (whose frames libzmq buffers before ZAP decides) can claim no more than this.
+FRAME_BYTES = 4 * 1024 * 1024
+# What Curve adds to a frame on the wire (MESSAGE command, nonce, MAC): MAXMSGSIZE counts it.
+CURVE_FRAME_OVERHEAD = 64
 # A header is a small msgpack map (settings included); anything larger is garbage or an attack.
 MAX_HEADER_BYTES = 1024 * 1024
 # pyzmq copies frames below zmq.COPY_THRESHOLD (64 kB) even with copy=False, so senders can
@@ -69,6 +75,8 @@ class Metrics(msgspec.Struct):
 
 class _Message(msgspec.Struct, tag_field="op", kw_only=True):
     v: int = PROTOCOL_VERSION
+    # Frames of each payload when one was split at FRAME_BYTES; empty: one frame each.
+    parts: list[int] = []
 
 
 class Hello(_Message, tag="hello"):
@@ -108,10 +116,11 @@ class Refuse(_Message, tag="refuse"):
 
 
 class Pair(_Message, tag="pair"):
-    """Scheduler -> agent in a pairing session: present the one-time code from the link."""
+    """Scheduler -> agent over a connection made with the code's pairing key: authorise my key."""
 
     code: str
     desktop_name: str
+    desktop_key: str = ""  # the desktop's own Curve public key (z85), to put in authorized_keys
 
 
 class Paired(_Message, tag="paired"):
@@ -188,22 +197,41 @@ def payload_count(msg: _Message) -> int:
 
 
 def encode(msg: _Message, *payload: Buffer) -> list[Buffer]:
-    """Frames for `msg`: [header, *payload]; payload buffers are passed through without copying."""
+    """Frames for `msg`: [header, *payload]; payload buffers are passed through without copying.
+
+    A payload over FRAME_BYTES goes as consecutive slices of it (views, not copies), and the
+    header's `parts` says how many frames each payload took.
+    """
     expected = payload_count(msg)
     if len(payload) != expected:
         raise ProtocolError(
             f"{type(msg).__name__} takes {expected} payload frames, not {len(payload)}"
         )
+    views = [part if isinstance(part, bytes) else memoryview(part).cast("B") for part in payload]
+    sizes = [len(view) for view in views]
+    parts = [max(1, -(-size // FRAME_BYTES)) for size in sizes] if sizes else []
+    wanted = parts if any(n > 1 for n in parts) else []
+    if msg.parts != wanted:  # a forwarded message carries its sender's split
+        msg = msgspec.structs.replace(msg, parts=wanted)
     frames: list[Buffer] = [_encoder.encode(msg)]
-    for part in payload:
-        frames.append(part if isinstance(part, bytes) else memoryview(part).cast("B"))
+    for view, count in zip(views, parts, strict=True):
+        if count == 1:
+            frames.append(view)
+            continue
+        whole = memoryview(view)
+        frames.extend(whole[i * FRAME_BYTES : (i + 1) * FRAME_BYTES] for i in range(count))
     return frames
 
 
 def decode(
-    frames: Sequence[Any], *, max_frame_bytes: int = MAX_MESSAGE_BYTES
+    frames: Sequence[Any],
+    *,
+    max_frame_bytes: int = FRAME_BYTES,
+    max_payload_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[Message, list[memoryview]]:
     """Parse [header, *payload] (bytes, memoryviews or zmq.Frames) into a message and payload.
+
+    A payload split over several frames (see `encode`) comes back joined, as one buffer.
 
     Raises VersionMismatch for another protocol version (except REFUSE, whose layout is frozen so
     a refusal is always readable) and ProtocolError for anything malformed; nothing else.
@@ -231,11 +259,22 @@ def decode(
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed header: {exc}") from None
     expected = payload_count(msg)
-    if len(views) - 1 != expected:
+    parts = msg.parts or [1] * expected
+    if len(parts) != expected or min(parts, default=1) < 1 or sum(parts) != len(views) - 1:
         raise ProtocolError(
             f"{envelope.op} carries {len(views) - 1} payload frames, expected {expected}"
+            + (f" in {parts} parts" if msg.parts else "")
         )
-    return msg, views[1:]
+    total = sum(view.nbytes for view in views[1:])
+    if total > max_payload_bytes:
+        raise ProtocolError(f"payload of {total} bytes exceeds {max_payload_bytes}")
+    payload: list[memoryview] = []
+    start = 1
+    for count in parts:
+        chunk = views[start : start + count]
+        payload.append(chunk[0] if count == 1 else memoryview(b"".join(chunk)))
+        start += count
+    return msg, payload
 
 
 def refusal_for(error: VersionMismatch) -> Refuse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from lama_desktop.cluster.events import (
     BatchState,
@@ -24,6 +24,9 @@ FINAL = frozenset(
     {JobState.DONE, JobState.FAILED, JobState.POISON, JobState.CANCELLED, JobState.SKIPPED}
 )
 THROUGHPUT_WINDOW = 60.0  # seconds of completions a node's jobs/s is measured over
+# Why a node cannot take a job: no such model, no GPU, the photo is larger than the node's
+# memory, or the memory is taken right now ("" = it can).
+Unfit = Literal["", "model", "gpu", "size", "memory"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class BatchRecord:
     job_ids: list[str] = field(default_factory=list)
     counts: Counter[JobState] = field(default_factory=Counter)
     done_since_start: int = 0
+    waiting: str = ""  # why its queued jobs wait, as last published ("" when none wait)
+    missing_model: str = ""  # the model no node has, when that is why
 
     def state(self, paused_queue: bool) -> BatchState:
         total = len(self.job_ids)
@@ -146,6 +151,8 @@ class BatchRecord:
             eta_seconds=eta,
             resumed=self.resumed,
             position=self.position,
+            waiting=self.waiting,
+            missing_model=self.missing_model,
         )
 
 
@@ -174,19 +181,23 @@ class NodeRecord:
 
     def can_run(self, job: JobRecord) -> bool:
         """Capability routing: model present, device kind, memory for this image size."""
+        return not self.unfit(job)
+
+    def unfit(self, job: JobRecord) -> Unfit:
+        """Why this node cannot take the job now ("" when it can), for routing and reasons."""
         wants_model = job.model not in ("", "auto")
         if wants_model and (job.model not in self.models or job.model in self.missing_models):
-            return False
+            return "model"
         use_gpu = self.has_gpu and not job.device.startswith("cpu")
         if job.device.startswith("cuda") and not self.has_gpu:
-            return False
+            return "gpu"
         if job.memory <= 0:
-            return True
+            return ""
         total, free = self._memory(use_gpu)
         if total and job.memory > total:
-            return False
+            return "size"
         # A busy node must have the room free now; an idle one may try with what it has.
-        return not (free is not None and job.memory > free and self.assigned)
+        return "memory" if free is not None and job.memory > free and self.assigned else ""
 
     def _memory(self, use_gpu: bool) -> tuple[int, int | None]:
         metrics = self.metrics

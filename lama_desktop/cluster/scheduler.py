@@ -36,7 +36,8 @@ from lama_desktop.cluster.keys import KeyPair, PairingLink
 from lama_desktop.cluster.links import NodeLinks
 from lama_desktop.cluster.node_link import NodeEvents, NodeLink
 from lama_desktop.cluster.node_traffic import NodeTraffic
-from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes, PairingFailed
+from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes
+from lama_desktop.cluster.pairing_session import PairingFailed
 from lama_desktop.cluster.records import JobSpec
 from lama_desktop.cluster.state import Action, SchedulerState
 from lama_desktop.engine.outputs import remove_leftovers
@@ -368,6 +369,15 @@ class Scheduler:
 
     def move_batch(self, batch_id: str, delta: int) -> None:
         self._apply(self.state.move_batch(batch_id, delta, self.clock()))
+
+    def clear_finished(self) -> None:
+        """Forget finished batches, here and in the journal (older runs' ones too)."""
+        cleared = [b for b, record in self.state.batches.items() if record.finished]
+        for batch_id in cleared:
+            self._apply(self.state.forget_batch(batch_id, self.clock()))
+            self._batches.pop(batch_id, None)
+        if self.journal is not None:
+            self.writer.submit("clearing finished batches", self.journal.prune_finished, cleared)
 
     async def wait_batch(self, batch_id: str) -> list[JobOutcome]:
         """Wait until every job of the batch is finished; returns one outcome per job."""

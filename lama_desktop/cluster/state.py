@@ -37,6 +37,7 @@ from lama_desktop.cluster.records import (
     Publish,
     WriteOutput,
 )
+from lama_desktop.cluster.waiting import Memo, batch_waiting
 
 __all__ = [
     "Action",
@@ -76,6 +77,9 @@ class SchedulerState:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _out: list[Action] = field(default_factory=list)
     _now: float = 0.0  # time of the event being handled, for views (throughput, ETA)
+    # Set when a node, a pause or the set of queued jobs changed: why batches wait may differ.
+    _waiting_stale: bool = False
+    _waiting_memo: Memo = field(default_factory=dict)  # per kind of job, until that happens
 
     # ----- submitting -------------------------------------------------------------------------
 
@@ -136,6 +140,7 @@ class SchedulerState:
         job.state = state
 
     def _enqueue(self, job: JobRecord) -> None:
+        self._stale()
         self._set_state(job, JobState.QUEUED)
         job.node = None
         key = job.batch_id if job.batch_id is not None else INTERACTIVE
@@ -426,6 +431,7 @@ class SchedulerState:
         """Pause or resume the whole queue (running jobs finish; interactive edits still run)."""
         self._now = now
         self.paused = paused
+        self._stale()
         self._out.append(Publish(QueuePaused(paused)))
         for batch in self.batches.values():
             self._update_batch(batch, now)
@@ -480,6 +486,19 @@ class SchedulerState:
                 self._update_batch(item, now)
         return self._flush()
 
+    def forget_batch(self, batch_id: str, now: float) -> list[Action]:
+        """Drop a finished batch and its jobs (the user cleared it); unfinished ones stay."""
+        self._now = now
+        batch = self.batches.get(batch_id)
+        if batch is None or not batch.finished:
+            return []
+        del self.batches[batch_id]
+        self._queues.pop(batch_id, None)
+        for job_id in batch.job_ids:
+            self.jobs.pop(job_id, None)  # a late answer about one of them is dropped as stale
+        self._out.append(Publish(BatchChanged(batch.view(self, now), removed=True)))
+        return self._flush()
+
     def forget_job(self, job_id: str) -> None:
         """Drop a finished interactive job from memory."""
         job = self.jobs.get(job_id)
@@ -491,6 +510,7 @@ class SchedulerState:
     def tick(self, now: float) -> list[Action]:
         """Declare silent nodes dead and time out jobs that ran too long."""
         self._now = now
+        self._stale()  # a node's pause after declining a job may have ended
         for node in list(self.nodes.values()):
             silent = now - node.last_seen
             alive = node.state in (NodeState.IDLE, NodeState.BUSY, NodeState.DISABLED)
@@ -598,6 +618,7 @@ class SchedulerState:
                 self._emit_node(node)
 
     def _update_batch(self, batch: BatchRecord, now: float) -> None:
+        batch.waiting, batch.missing_model = self._waiting(batch, now)
         view = batch.view(self, now)
         self._out.append(Publish(BatchChanged(view)))
         over = view.state in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
@@ -613,9 +634,36 @@ class SchedulerState:
         self._out.append(Publish(JobChanged(job.view())))
 
     def _emit_node(self, node: NodeRecord) -> None:
+        self._stale()
         self._out.append(Publish(NodeChanged(node.view(self._now))))
 
+    def _stale(self) -> None:
+        self._waiting_stale = True
+        self._waiting_memo.clear()
+
+    def _waiting(self, batch: BatchRecord, now: float) -> tuple[str, str]:
+        if not batch.counts[JobState.QUEUED]:
+            return "", ""  # the common case, and no scan of a cancelled batch's stale entries
+        queue = self._queues.get(batch.batch_id, [])
+        # Entries of cancelled jobs linger in the heap (lazy deletion): skip those.
+        head = next(
+            (j for _, i in queue if (j := self.jobs.get(i)) and j.state == JobState.QUEUED), None
+        )
+        return batch_waiting(
+            batch,
+            head,
+            self.nodes.values(),
+            queue_paused=self.paused,
+            now=now,
+            memo=self._waiting_memo,
+        )
+
     def _flush(self) -> list[Action]:
+        # Nodes coming and going change why jobs wait: every batch whose reason changed says so.
+        for batch in self.batches.values() if self._waiting_stale else ():
+            if self._waiting(batch, self._now) != (batch.waiting, batch.missing_model):
+                self._update_batch(batch, self._now)
+        self._waiting_stale = False
         out, self._out = self._out, []
         return out
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -36,11 +38,38 @@ Browse = Callable[[float], "list[DiscoveredAgent]"]
 BROWSE_SECONDS = 2.0
 
 
+PROBE_SECONDS = 0.5
+
+
 def _browse_lan(timeout: float) -> list[DiscoveredAgent]:
     """zeroconf browse, imported on first use: zeroconf costs ~0.2 s, not worth it at start-up."""
     from lama_desktop.cluster.discovery import browse
 
-    return browse(timeout)
+    return listening(browse(timeout))
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def listening(
+    agents: list[DiscoveredAgent], accepts: Callable[[str, int], bool] = _accepts
+) -> list[DiscoveredAgent]:
+    """One entry per announced address the agent really listens on.
+
+    An agent announces every address of its machine, but one bound to a single interface
+    answers on that one only: an address that refuses a connection is not offered.
+    """
+    found = []
+    for agent in agents:
+        for host in agent.addresses or (agent.host,):
+            if accepts(host, agent.port):
+                found.append(replace(agent, host=host))
+    return found
 
 
 class AddNodeDialog(QDialog):

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QMessageBox, QWidget
 from shiboken6 import Shiboken
 
@@ -18,6 +26,8 @@ from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
 from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
+from lama_desktop.ui.queue_model import unique_batch_name
+from lama_desktop.ui.window_state import load_window_state, save_window_state
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +59,12 @@ class MainWindow(QMainWindow):
         self._stepping_to: Path | None = None  # the photo the last Next/Previous asked for
         self.setWindowTitle("Lama Desktop")
         self.setAcceptDrops(True)
-        self.resize(1280, 820)
         self.editor = EditorWidget(scheduler, settings, self.dirs.models, self)
         self.setCentralWidget(self.editor)
         self._build_docks()
         self._build_status_bar()
         self._build_menus()
+        self._restore_layout()
         self.tray = self._make_tray()
         self.editor.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.editor.roundFinished.connect(self._on_round_finished)
@@ -75,8 +85,11 @@ class MainWindow(QMainWindow):
         from lama_desktop.ui.queue_panel import QueuePanel
 
         self.nodes_panel = NodesPanel(self.bridge, self.scheduler, self)
-        self.queue_panel = QueuePanel(self.bridge, self.scheduler, self)
+        self.queue_panel = QueuePanel(
+            self.bridge, self.scheduler, self, models_dir=self.dirs.models
+        )
         self.nodes_panel.localWorkersToggled.connect(self._on_local_workers_toggled)
+        self.queue_panel.modelDownloaded.connect(lambda _model: self._restart_local_workers())
         self.nodes_dock = self._dock("Nodes", self.nodes_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel)
         self.tabifyDockWidget(self.nodes_dock, self.queue_dock)
@@ -94,8 +107,35 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         self.last_edit_label = QLabel("", self)
         self.workers_label = QLabel("Local workers: starting…", self)
-        self.statusBar().addPermanentWidget(self.last_edit_label)
-        self.statusBar().addPermanentWidget(self.workers_label)
+        for label in (self.last_edit_label, self.workers_label):
+            # A long node name is cut off rather than widening the window past the screen.
+            label.setMinimumWidth(1)
+            self.statusBar().addPermanentWidget(label)
+
+    def _restore_layout(self) -> None:
+        """The size, place and docks of the last run, else a size that fits this screen."""
+        stored = load_window_state(self.dirs.config)
+        if stored is not None and self.restoreGeometry(QByteArray(stored[0])):
+            self.restoreState(QByteArray(stored[1]))
+            return
+        screen = QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else None
+        if available is None:
+            self.resize(1280, 820)
+            return
+        # Leave room for the frame: 1280 x 820 asked of a 1280 x 720 screen would overflow.
+        self.resize(min(1280, available.width() * 9 // 10), min(820, available.height() * 9 // 10))
+        # The editor keeps most of the width on a small screen too.
+        self.resizeDocks(
+            [self.nodes_dock], [min(440, self.width() * 2 // 5)], Qt.Orientation.Horizontal
+        )
+
+    async def save_layout(self) -> None:
+        """Remember the window's geometry and dock layout for the next run (off the GUI thread)."""
+        geometry, docks = bytes(self.saveGeometry().data()), bytes(self.saveState().data())
+        await asyncio.get_running_loop().run_in_executor(
+            None, save_window_state, self.dirs.config, geometry, docks
+        )
 
     def _make_tray(self) -> Any:
         from lama_desktop.ui.tray import TrayIcon
@@ -170,7 +210,9 @@ class MainWindow(QMainWindow):
     def _on_round_finished(self, node: str, seconds: float) -> None:
         worker = self.editor.last_worker_seconds
         detail = f" (inpainting {worker * 1000:.0f} ms)" if worker else ""
-        self.last_edit_label.setText(f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}")
+        text = f"Last edit: {node}, {seconds * 1000:.0f} ms{detail}"
+        self.last_edit_label.setText(text)
+        self.last_edit_label.setToolTip(text)
 
     def _on_node_changed(self, event: NodeChanged) -> None:
         if event.node.local:
@@ -351,6 +393,7 @@ class MainWindow(QMainWindow):
         if batch is None:
             return
         plan, job_settings, name = batch
+        name = unique_batch_name(name, {b.name for b in self.bridge.batches()}, datetime.now())
         self.scheduler.submit_batch(plan, job_settings, name)
         self.queue_dock.show()
         self.queue_dock.raise_()
@@ -397,6 +440,12 @@ class MainWindow(QMainWindow):
             self.agent.set_workers(self.settings.workers())
         self._sync_local_node()
         self._update_workers()
+
+    def _restart_local_workers(self) -> None:
+        """Fresh local workers, so they report a model downloaded since they started."""
+        if self.agent is not None and self.settings.local_workers:
+            self.agent.set_workers(0)
+            self.agent.set_workers(self.settings.workers())
 
     def _sync_local_node(self) -> None:
         local = next((n for n in self.bridge.nodes() if n.local), None)
@@ -461,6 +510,7 @@ class MainWindow(QMainWindow):
         self._quitting = True
         try:
             await self.save_settings()
+            await self.save_layout()
         except Exception:  # a full disk must not keep the app from quitting
             log.exception("could not save the settings while quitting")
         if Shiboken.isValid(self):  # the window may have been destroyed while saving

@@ -29,8 +29,9 @@ from lama_desktop.ui.icons import state_dot
 
 log = logging.getLogger(__name__)
 
+# State second: in a narrow dock a dead node's reason is in sight without scrolling.
 COLUMNS = (
-    "Name", "Address", "Device", "State", "GPU", "VRAM", "CPU", "RAM", "Jobs", "Current job",
+    "Name", "State", "Device", "Address", "GPU", "VRAM", "CPU", "RAM", "Jobs", "Current job",
     "Throughput",
 )  # fmt: skip
 STATE_COLUMN = COLUMNS.index("State")
@@ -40,12 +41,15 @@ STATE_COLOURS = {
     NodeState.STARTING: QColor("#c98a00"),
     NodeState.IDLE: QColor("#2e7d32"),
     NodeState.BUSY: QColor("#1565c0"),
-    NodeState.OFFLINE: QColor("#757575"),
+    NodeState.OFFLINE: QColor("#c62828"),
     NodeState.REFUSED: QColor("#c62828"),
     NodeState.VERSION_MISMATCH: QColor("#ad1457"),
     NodeState.DISABLED: QColor("#9e9e9e"),
 }
 _WORKING = (NodeState.IDLE, NodeState.BUSY)
+# Nodes that should work and do not: red, with their reason in the row.
+_DEAD = (NodeState.OFFLINE, NodeState.REFUSED, NodeState.VERSION_MISMATCH)
+_GREY = QColor("#757575")
 _DEFAULT_REASONS = {
     NodeState.STARTING: "Connecting and warming up its workers.",
     NodeState.OFFLINE: "Not answering (no heartbeat for 3 s).",
@@ -106,7 +110,9 @@ def _cell(node: NodeView, column: int) -> str:
     if name == "Device":
         return node.device
     if name == "State":
-        return state_label(node.state)
+        # A dead node says why in its row: a tooltip is not where users look.
+        why = node_reason(node) if node.state in _DEAD else ""
+        return f"{state_label(node.state)}: {why.rstrip('.')}" if why else state_label(node.state)
     if name == "GPU":
         return "" if node.gpu_util is None else f"{node.gpu_util:.0f} %"
     if name == "VRAM":
@@ -118,6 +124,13 @@ def _cell(node: NodeView, column: int) -> str:
     if name == "Jobs":
         return str(node.jobs_done)
     return f"{node.throughput * 60:.1f}/min" if node.throughput else ""
+
+
+def remove_question(node: NodeView) -> str:
+    """The Remove question, saying what happens to the photos the node is working on."""
+    running = len(node.current_jobs)
+    jobs = f" It is working on {running} photo(s) now; they move to other nodes." if running else ""
+    return f"Remove {node.name} ({node.address})?{jobs} It must be paired again to come back."
 
 
 class NodesModel(QAbstractTableModel):
@@ -161,8 +174,10 @@ class NodesModel(QAbstractTableModel):
             return f"{head}\n{reason}" if reason else head
         if role == Qt.ItemDataRole.ForegroundRole and col == STATE_COLUMN:
             return STATE_COLOURS[node.state]
+        if role == Qt.ItemDataRole.ForegroundRole and node.state in _DEAD and col == 0:
+            return STATE_COLOURS[node.state]
         if role == Qt.ItemDataRole.ForegroundRole and node.state not in _WORKING:
-            return QColor("#757575")  # greyed rows: this node takes no work now
+            return _GREY  # greyed: old metrics of a node that takes no work now
         if role == Qt.ItemDataRole.DecorationRole and col == STATE_COLUMN:
             return state_dot(STATE_COLOURS[node.state].name())
         if role == Qt.ItemDataRole.UserRole:
@@ -244,7 +259,12 @@ class NodesPanel(QWidget):
         self.model.rowsInserted.connect(self._update_buttons)
         self.model.rowsRemoved.connect(self._update_buttons)
         self.model.modelReset.connect(self._update_buttons)
+        bridge.nodeChanged.connect(self._on_node_changed)
         self._update_buttons()
+
+    def _on_node_changed(self, event: NodeChanged) -> None:
+        if event.removed and event.node.name in self.status.text():
+            self.status.clear()  # no "Paired with" about a node that is gone
 
     def selected_node(self) -> NodeView | None:
         """The node whose row is selected, if any."""
@@ -302,10 +322,11 @@ class NodesPanel(QWidget):
         box = QMessageBox(
             QMessageBox.Icon.Question,
             "Remove node",
-            f"Remove {node.name} ({node.address})? It must be paired again to come back.",
+            remove_question(node),
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             self,
         )
+        box.setDefaultButton(QMessageBox.StandardButton.No)
         node_id = node.node_id
 
         def done(button: int) -> None:

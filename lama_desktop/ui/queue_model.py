@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt
@@ -27,6 +28,7 @@ PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # int 0-100 for a batch's progress
 FAILED_ROLE = Qt.ItemDataRole.UserRole + 2  # int 0-100: the share of a batch that failed
 _BAD_JOBS = (JobState.FAILED, JobState.POISON)
 JOB_COLOURS = {
+    JobState.QUEUED: QColor("#757575"),  # its reason repeats the batch's: grey, not loud
     JobState.RUNNING: QColor("#1565c0"),
     JobState.DONE: QColor("#2e7d32"),
     JobState.FAILED: QColor("#c62828"),
@@ -56,14 +58,46 @@ def format_eta(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def unique_batch_name(name: str, taken: set[str], now: datetime) -> str:
+    """The name with the time it was queued ("holiday 14:05"), unique among `taken`."""
+    for stamp in (f"{now:%H:%M}", f"{now:%H:%M:%S}"):
+        candidate = f"{name} {stamp}"
+        if candidate not in taken:
+            return candidate
+    number = 2
+    while f"{name} {now:%H:%M:%S} ({number})" in taken:
+        number += 1
+    return f"{name} {now:%H:%M:%S} ({number})"
+
+
 def finished_jobs(batch: BatchView) -> int:
     """Jobs of a batch that will not run again (done, failed or cancelled)."""
     return batch.done + batch.failed + batch.cancelled
 
 
 def batch_percent(batch: BatchView) -> int:
-    """Whole-percent progress of a batch."""
-    return 100 if batch.total == 0 else int(100 * finished_jobs(batch) / batch.total)
+    """Whole-percent progress of a batch: the photos it got through.
+
+    Cancelled photos were not done, so a cancelled batch shows how far it got, never a full
+    bar; photos cancelled one by one in a batch that went on leave its total instead.
+    """
+    total = batch.total if batch.state == BatchState.CANCELLED else batch.total - batch.cancelled
+    return 100 if total <= 0 else int(100 * (batch.done + batch.failed) / total)
+
+
+def batch_state_text(batch: BatchView) -> str:
+    """ "done, 1 failed" rather than "failed": the other photos of the batch are there."""
+    if batch.state in (BatchState.DONE, BatchState.FAILED):
+        return f"done, {batch.failed} failed" if batch.failed else "done"
+    if batch.state == BatchState.CANCELLED:
+        not_run = batch.cancelled
+        return f"cancelled, {not_run} not run" if not_run else "cancelled"
+    return batch.state.value
+
+
+def waiting_text(batch: BatchView | None) -> str:
+    """Why a batch's queued photos wait, as the Reason column says it."""
+    return f"waiting: {batch.waiting}" if batch is not None and batch.waiting else ""
 
 
 def _batch_cell(batch: BatchView, column: int) -> str:
@@ -71,19 +105,23 @@ def _batch_cell(batch: BatchView, column: int) -> str:
     if name == "Name":
         return f"{batch.name} (resumed)" if batch.resumed else batch.name
     if name == "State":
-        return batch.state.value
+        return batch_state_text(batch)
     if name == "Progress":
         failed = f", {batch.failed} failed" if batch.failed else ""
-        return f"{finished_jobs(batch)} / {batch.total}{failed}"
+        return f"{batch.done + batch.failed} / {batch.total}{failed}"
     if name == "ETA":
         active = batch.state in (BatchState.RUNNING, BatchState.QUEUED)
         return format_eta(batch.eta_seconds) if active else ""
     if name == "Reason":
-        return f"{batch.failed} photo(s) failed" if batch.failed else ""
+        failed = f"{batch.failed} photo(s) failed" if batch.failed else ""
+        # A running batch's queued photos wait for a free slot: no news worth a column.
+        quiet = batch.state == BatchState.RUNNING and batch.waiting == "all nodes busy"
+        waiting = "" if quiet else waiting_text(batch)
+        return "; ".join(t for t in (failed, waiting) if t)
     return ""
 
 
-def _job_cell(job: JobView, column: int) -> str:
+def _job_cell(job: JobView, column: int, batch: BatchView | None) -> str:
     name = COLUMNS[column]
     if name == "Name":
         return job.image.replace("\\", "/").rsplit("/", 1)[-1]
@@ -93,6 +131,14 @@ def _job_cell(job: JobView, column: int) -> str:
     if name == "Time":
         return "" if job.seconds is None else f"{job.seconds:.1f} s"
     if name == "Reason":
+        if job.state == JobState.QUEUED:
+            # A retried job keeps its last error; the wait comes first, it is what happens now.
+            waiting = waiting_text(batch)
+            return (
+                f"{waiting} (last try: {job.reason})"
+                if waiting and job.reason
+                else (waiting or job.reason)
+            )
         return job.reason
     return ""
 
@@ -216,7 +262,8 @@ class QueueModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DisplayRole:
             if col == NODE_COLUMN:
                 return self._bridge.node_name(item.node)
-            return _job_cell(item, col)
+            batch = self._bridge.batch(item.batch_id) if item.batch_id else None
+            return _job_cell(item, col, batch)
         if role == Qt.ItemDataRole.ForegroundRole and col in (1, REASON_COLUMN):
             return JOB_COLOURS.get(item.state)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -250,8 +297,17 @@ class QueueModel(QAbstractItemModel):
             self._batches.append(batch)
             self.endInsertRows()
         else:
+            old_waiting = self._batches[row].waiting
             self._batches[row] = batch
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            count = len(self._jobs.get(batch.batch_id, ()))
+            if batch.waiting != old_waiting and count:
+                # Queued photos show their batch's reason for waiting: one range for them all.
+                parent = self.index(row, 0)
+                self.dataChanged.emit(
+                    self.index(0, REASON_COLUMN, parent),
+                    self.index(count - 1, REASON_COLUMN, parent),
+                )
         self._reorder()
 
     def _reorder(self) -> None:

@@ -2,87 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, Qt, QUrl
-from PySide6.QtGui import QColor, QDesktopServices, QPainter
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMenu,
+    QMessageBox,
     QPushButton,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
 from lama_desktop.cluster.events import BatchState, BatchView, JobState, JobView
+from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.bridge import ClusterBridge, run_command, toggle_queue
-from lama_desktop.ui.queue_model import (
-    FAILED_ROLE,
-    PROGRESS_COLUMN,
-    PROGRESS_ROLE,
-    QueueModel,
-    is_bad,
-)
+from lama_desktop.ui.editor.dialogs import ask
+from lama_desktop.ui.progress_delegate import ProgressDelegate
+from lama_desktop.ui.queue_model import PROGRESS_COLUMN, QueueModel, batch_state_text, is_bad
 
 _FINISHED = (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
-_TRACK = QColor("#dfe3e8")
-_FILL = QColor("#64b5f6")
-_FAILED = QColor("#e57373")
-_TEXT = QColor("#1a1a1a")
-
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws a batch's progress cell as a slim bar with its "done / total" text on it.
-
-    Painted by hand rather than with the style's progress bar: style bars are taller than a
-    tree row in several styles and their text gets clipped.
-    """
-
-    def paint(
-        self,
-        painter: QPainter,
-        option: QStyleOptionViewItem,
-        index: QModelIndex | QPersistentModelIndex,
-    ) -> None:
-        percent = index.data(PROGRESS_ROLE)
-        if percent is None:
-            super().paint(painter, option, index)
-            return
-        rect = option.rect  # type: ignore[attr-defined]
-        bar = QRectF(rect).adjusted(3, 2, -3, -2)
-        failed = int(index.data(FAILED_ROLE) or 0)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(_TRACK)
-        painter.drawRoundedRect(bar, 3, 3)
-        # Finished photos fill the bar; the failed share of them is shown at its end in red.
-        finished = bar.width() * int(percent) / 100
-        bad = min(finished, bar.width() * failed / 100)
-        painter.setBrush(_FILL)
-        painter.drawRoundedRect(QRectF(bar.x(), bar.y(), finished, bar.height()), 3, 3)
-        if bad > 0:
-            painter.setBrush(_FAILED)
-            painter.drawRect(QRectF(bar.x() + finished - bad, bar.y(), bad, bar.height()))
-        painter.setPen(_TEXT)
-        painter.drawText(bar, Qt.AlignmentFlag.AlignCenter, index.data(Qt.ItemDataRole.DisplayRole))
-        painter.restore()
 
 
 class QueuePanel(QWidget):
     """The Queue dock: a batch -> jobs tree and buttons acting on the selected batch or job."""
 
-    def __init__(self, bridge: ClusterBridge, scheduler: Any, parent: QWidget | None = None):
+    modelDownloaded = Signal(str)  # a model a batch waited for is now in the models folder
+
+    def __init__(
+        self,
+        bridge: ClusterBridge,
+        scheduler: Any,
+        parent: QWidget | None = None,
+        *,
+        models_dir: Path | None = None,
+    ):
         super().__init__(parent)
         self.bridge = bridge
         self.scheduler = scheduler
+        self.models_dir = models_dir
         self.model = QueueModel(bridge, self)
         self.tree = QTreeView(self)
         self.tree.setModel(self.model)
@@ -93,8 +59,11 @@ class QueuePanel(QWidget):
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for column, width in enumerate((220, 130, 170, 60, 160, 60)):
+        # Narrow enough for a docked panel; the tree scrolls sideways and the dock widens.
+        for column, width in enumerate((170, 120, 120, 55, 140, 55)):
             header.resizeSection(column, width)
+        header.setMinimumSectionSize(40)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
 
@@ -105,21 +74,31 @@ class QueuePanel(QWidget):
         self.up_button = QPushButton("Move up", self)
         self.down_button = QPushButton("Move down", self)
         self.open_button = QPushButton("Open output folder", self)
-        # Two short rows: the dock is often narrow, and seven buttons in one row get cut off.
-        queue_row, batch_row = QHBoxLayout(), QHBoxLayout()
+        self.clear_button = QPushButton("Clear finished", self)
+        self.download_button = QPushButton(self)
+        self.download_button.hide()
+        # The selected row in words, wrapped: a failure's reason is readable without a tooltip
+        # however narrow the Reason column is.
+        self.details = QLabel(self)
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Three short rows: the dock is often narrow, and eight buttons in one row get cut off.
+        queue_row, batch_row, order_row = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
         for row, row_buttons in (
-            (queue_row, (self.pause_queue_button, self.pause_batch_button, self.cancel_button,
-                         self.retry_button)),
-            (batch_row, (self.up_button, self.down_button, self.open_button)),
-        ):  # fmt: skip
+            (queue_row, (self.pause_queue_button, self.clear_button, self.download_button)),
+            (batch_row, (self.pause_batch_button, self.cancel_button, self.retry_button)),
+            (order_row, (self.up_button, self.down_button, self.open_button)),
+        ):
             for button in row_buttons:
                 row.addWidget(button)
             row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.tree)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.details)
         layout.addLayout(queue_row)
         layout.addLayout(batch_row)
+        layout.addLayout(order_row)
 
         self.pause_queue_button.clicked.connect(self.toggle_queue)
         self.pause_batch_button.clicked.connect(self.toggle_batch)
@@ -128,6 +107,9 @@ class QueuePanel(QWidget):
         self.up_button.clicked.connect(lambda: self.move_selected(-1))
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.open_button.clicked.connect(self.open_output_folder)
+        self.clear_button.clicked.connect(self.clear_finished)
+        self.download_button.clicked.connect(self._download_clicked)
+        self._download: asyncio.Future[Any] | None = None
         self.tree.selectionModel().currentRowChanged.connect(self._update_buttons)
         for signal in (
             self.model.dataChanged, self.model.rowsInserted, self.model.rowsRemoved,
@@ -177,6 +159,9 @@ class QueuePanel(QWidget):
         self.up_button.setEnabled(active and batch is not None and batch.position > 0)
         self.down_button.setEnabled(active and batch is not None and batch.position < count - 1)
         self.open_button.setEnabled(batch is not None)
+        self.clear_button.setEnabled(any(b.state in _FINISHED for b in self.bridge.batches()))
+        self._update_download()
+        self.details.setText(describe(item, self.bridge))
 
     def _context_menu(self, pos: Any) -> None:
         index = self.tree.indexAt(pos)
@@ -191,7 +176,7 @@ class QueuePanel(QWidget):
         menu.aboutToHide.connect(menu.deleteLater)
         for button in (
             self.pause_batch_button, self.cancel_button, self.retry_button, self.up_button,
-            self.down_button, self.open_button, self.pause_queue_button,
+            self.down_button, self.open_button, self.pause_queue_button, self.clear_button,
         ):  # fmt: skip
             action = menu.addAction(button.text(), button.click)
             action.setEnabled(button.isEnabled())
@@ -217,13 +202,33 @@ class QueuePanel(QWidget):
         else:
             run_command(self.scheduler.pause_batch(batch.batch_id))
 
-    def cancel_selected(self) -> None:
-        """Cancel the selected job, or every unfinished job of the selected batch."""
+    @async_slot
+    async def cancel_selected(self) -> None:
+        """Cancel the selected job, or every unfinished job of the selected batch; asks first
+        when running work would be lost or queued photos would not be done."""
         item = self.selected()
+        question = cancel_question(item)
+        if question:
+            answer = await ask(
+                self,
+                "Cancel?",
+                question,
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                labels={
+                    QMessageBox.StandardButton.Yes: "Cancel them",
+                    QMessageBox.StandardButton.No: "Keep going",
+                },
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
         if isinstance(item, JobView):
             run_command(self.scheduler.cancel_job(item.job_id))
         elif isinstance(item, BatchView):
             run_command(self.scheduler.cancel_batch(item.batch_id))
+
+    def clear_finished(self) -> None:
+        """Take finished batches off the list (and out of the journal)."""
+        run_command(self.scheduler.clear_finished())
 
     def retry_failed(self) -> None:
         """Queue the failed jobs of the selected batch again."""
@@ -238,8 +243,98 @@ class QueuePanel(QWidget):
             run_command(self.scheduler.move_batch(batch.batch_id, delta))
 
     def open_output_folder(self) -> bool:
-        """Show the selected batch's output folder in the file manager."""
+        """Show the selected batch's output folder in the file manager, or its path when no
+        file manager is registered (returns whether a file manager took it)."""
         batch = self.selected_batch()
         if batch is None:
             return False
-        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(batch.output_dir))))
+        folder = str(Path(batch.output_dir))
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(folder)):
+            return True
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Output folder",
+            f"No file manager is set up to open folders. The photos are in:\n\n{folder}",
+            QMessageBox.StandardButton.Close,
+            self,
+        )
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        copy = box.addButton("Copy path", QMessageBox.ButtonRole.ActionRole)
+        copy.clicked.disconnect()  # keep the box open after copying
+        copy.clicked.connect(lambda: QApplication.clipboard().setText(folder))
+        box.finished.connect(box.deleteLater)
+        self.path_box = box
+        box.open()
+        return False
+
+    # -- a model the queue waits for -------------------------------------------------------
+
+    def waiting_model(self) -> str:
+        """The model a queued batch waits for because no node has it ("" when none)."""
+        return next((b.missing_model for b in self.bridge.batches() if b.missing_model), "")
+
+    def _update_download(self) -> None:
+        model = self.waiting_model()
+        busy = self._download is not None and not self._download.done()
+        self.download_button.setVisible((bool(model) and self.models_dir is not None) or busy)
+        if model and not busy:
+            self.download_button.setText(f"Download {model}")
+            self.download_button.setEnabled(True)
+
+    def _download_clicked(self) -> None:
+        self._download = self.download_model(self.waiting_model())
+
+    @async_slot
+    async def download_model(self, model: str) -> None:
+        """Fetch a model file off the GUI thread; local workers pick it up (modelDownloaded)."""
+        from lama_desktop.engine.modelstore import ModelStore
+
+        assert self.models_dir is not None
+        store = ModelStore(self.models_dir)
+        self.download_button.setEnabled(False)
+        self.download_button.setText(f"Downloading {model}…")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, store.download, model)
+        except BaseException:
+            self.download_button.setText(f"Retry download of {model}")
+            self.download_button.setEnabled(True)
+            raise
+        self.download_button.setText(f"{model} downloaded")
+        self.modelDownloaded.emit(model)
+
+
+def cancel_question(item: BatchView | JobView | None) -> str:
+    """What cancelling would lose, in words ("" when nothing is lost: no question asked)."""
+    if isinstance(item, JobView):
+        if item.state == JobState.RUNNING:
+            return "This photo is being processed now; its work so far is lost. Cancel it?"
+        return ""
+    if not isinstance(item, BatchView) or item.state in _FINISHED:
+        return ""
+    left = item.total - item.done - item.failed - item.cancelled
+    if left <= 0:
+        return ""
+    running = f" ({item.running} being processed now: their work so far is lost)"
+    return (
+        f"{left} photo(s) of {item.name} are not done yet{running if item.running else ''}. "
+        "Photos already done stay in the output folder. Cancel the rest?"
+    )
+
+
+def describe(item: BatchView | JobView | None, bridge: ClusterBridge) -> str:
+    """The selected row in one or two sentences (the full reason, never cut off)."""
+    if isinstance(item, BatchView):
+        why = f" — waiting: {item.waiting}" if item.waiting else ""
+        return f"{item.name}: {batch_state_text(item)}{why}. Output: {item.output_dir}"
+    if isinstance(item, JobView):
+        name = Path(item.image).name
+        node = bridge.node_name(item.node)
+        where = f" on {node}" if node else ""
+        if item.state == JobState.QUEUED:
+            batch = bridge.batch(item.batch_id) if item.batch_id else None
+            waiting = batch.waiting if batch is not None and batch.waiting else "next in line"
+            return f"{name}: queued — waiting: {waiting}"
+        # Engine errors often start with the file's name: say it once.
+        reason = item.reason.removeprefix(f"{name}: ")
+        return f"{name} {item.state.value}{where}{': ' if reason else ''}{reason}"
+    return ""

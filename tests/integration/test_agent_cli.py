@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -16,17 +17,17 @@ import numpy as np
 import psutil
 import pytest
 import zmq
+import zmq.asyncio
 from PIL import Image
 
 from lama_desktop.cluster import hardware
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingLink
+from lama_desktop.cluster.pairing_session import request_pairing
 from lama_desktop.cluster.protocol import (
     Disconnect,
     Heartbeat,
     Hello,
     Job,
-    Pair,
-    Paired,
     Ready,
     Result,
     decode,
@@ -76,12 +77,28 @@ def read_link(process: subprocess.Popen[str]) -> PairingLink:
     raise AssertionError("no pairing link printed")
 
 
+def pair(link: PairingLink, public: bytes, name: str) -> str:
+    """Pair `public` as a desktop does (a connection made with the code's pairing key)."""
+
+    async def run() -> str:
+        ctx = zmq.asyncio.Context()
+        try:
+            return await request_pairing(
+                ctx, link, desktop_key=public, desktop_name=name, timeout=10
+            )
+        finally:
+            ctx.term()
+
+    return asyncio.run(run())
+
+
 class Client:
     """A blocking Curve ROUTER client, enough for one desktop's conversation."""
 
-    def __init__(self, ctx: zmq.Context, link: PairingLink) -> None:
+    def __init__(self, ctx: zmq.Context, link: PairingLink, name: str | None = None) -> None:
         public, secret = zmq.curve_keypair()
         self.public = public
+        self.paired_with = pair(link, public, name) if name else None
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.curve_secretkey, self.sock.curve_publickey = secret, public
         self.sock.curve_serverkey = link.server_key.encode()
@@ -115,10 +132,8 @@ def test_agent_prints_a_link_pairs_drains_on_sigterm_and_exits_0(tmp_path: Path)
     try:
         link = read_link(process)
         assert link.host == "127.0.0.1" and link.code
-        client = Client(ctx, link)
-        client.send(Pair(code=link.code, desktop_name="Studio PC"))
-        reply, _ = client.recv()
-        assert isinstance(reply, Paired) and reply.node == "spare-box"
+        client = Client(ctx, link, name="Studio PC")  # paired first, then connected
+        assert client.paired_with == "spare-box"
         assert [k.name for k in AuthorizedKeys(data_dir / "authorized_keys").list()] == [
             "Studio PC"
         ]

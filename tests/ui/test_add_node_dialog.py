@@ -77,3 +77,32 @@ def test_search_failure_is_reported(qtbot, qloop) -> None:
     qloop.wait_until(lambda: "failed" in dialog.search_status.text(), timeout=15)
     assert "multicast is blocked" in dialog.search_status.text()
     assert dialog.search_button.isEnabled()
+
+
+def test_lan_list_offers_only_addresses_the_agent_listens_on() -> None:
+    import socket
+
+    from lama_desktop.ui.add_node_dialog import _accepts, listening
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    try:
+        assert _accepts("127.0.0.1", port)
+        assert not _accepts("127.0.0.1", closed.getsockname()[1])
+    finally:
+        server.close()
+        closed.close()
+    # An agent bound to one interface announces all of its machine's addresses.
+    agent = DiscoveredAgent("studio", "192.168.1.20", 7890, KEY, ("192.168.1.20", "10.0.0.5"))
+    asked: list[tuple[str, int]] = []
+
+    def accepts(host: str, port: int) -> bool:
+        asked.append((host, port))
+        return host == "10.0.0.5"
+
+    assert [a.host for a in listening([agent], accepts)] == ["10.0.0.5"]
+    assert asked == [("192.168.1.20", 7890), ("10.0.0.5", 7890)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
@@ -111,10 +113,19 @@ def test_non_working_states_are_coloured_and_explained(qtbot, state, reason, exp
     panel = NodesPanel(bridge, RecordingScheduler(bus, {}))
     qtbot.addWidget(panel)
     bus.publish(NodeChanged(NodeView("x", "old-box", "tcp://10.0.0.9:7890", "CPU", state, reason)))
-    assert cell(panel, 0, "State") == state.value.replace("-", " ")
+    label = state.value.replace("-", " ")
+    dead = state in (NodeState.OFFLINE, NodeState.REFUSED, NodeState.VERSION_MISMATCH)
+    state_text = cell(panel, 0, "State")
+    assert state_text.startswith(label)
+    # A dead node says why in its row (red), not only in a tooltip; the others stay short.
+    assert (expected in state_text) == dead
     assert cell(panel, 0, "State", Qt.ItemDataRole.ForegroundRole) == STATE_COLOURS[state]
     assert expected in cell(panel, 0, "Address", Qt.ItemDataRole.ToolTipRole)
-    assert cell(panel, 0, "Name", Qt.ItemDataRole.ForegroundRole) == QColor("#757575")
+    name_colour = cell(panel, 0, "Name", Qt.ItemDataRole.ForegroundRole)
+    assert name_colour == (STATE_COLOURS[state] if dead else QColor("#757575"))
+    assert cell(panel, 0, "CPU", Qt.ItemDataRole.ForegroundRole) == QColor("#757575")
+    if dead:
+        assert name_colour.red() > 150 and name_colour.green() < 80  # red, not grey
 
 
 @pytest.mark.qt_log_ignore("This plugin does not support")
@@ -154,13 +165,19 @@ def test_buttons_disable_enable_remove_and_local_workers(qtbot, monkeypatch) -> 
     assert scheduler.calls[-1] == ("enabled", "n2", False)
     panel.enable_button.click()
 
-    # Remove asks first (window-modal box opened with open(), never exec()).
+    # Remove asks first (window-modal box opened with open(), never exec()), saying how many
+    # photos run there; afterwards no "Paired with" text about the node is left.
+    bus.publish(NodeChanged(replace(nodes["n2"], current_jobs=("j1", "j2"))))
+    panel.status.setText(f"Paired with {nodes['n2'].name}.")
     panel.table.selectRow(1)
     panel.remove_button.click()
     box = next(w for w in panel.findChildren(QMessageBox) if w.isVisible())
+    assert "working on 2 photo(s) now; they move to other nodes" in box.text()
+    assert box.defaultButton() == box.button(QMessageBox.StandardButton.No)
     box.button(QMessageBox.StandardButton.Yes).click()
     assert scheduler.calls[-1] == ("remove", "n2")
     assert panel.model.rowCount() == 1
+    assert panel.status.text() == ""
 
 
 def test_format_bytes() -> None:

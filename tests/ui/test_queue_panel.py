@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lama_desktop.cluster.events import (
     BatchChanged,
@@ -106,7 +106,8 @@ def test_progress_eta_node_and_failure_reason(setup) -> None:
     assert text(panel, 1, "Node", parent) == "Anna's laptop"
     assert panel.model.data(panel.model.index(0, 2), FAILED_ROLE) == 33
     bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
-    assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "failed"
+    # The other photos are there: a batch with failures is done, with its failures counted.
+    assert text(panel, 0, "ETA") == "" and text(panel, 0, "State") == "done, 1 failed"
     panel.tree.setCurrentIndex(panel.model.index(1, 0, parent))
     menu = {a.text(): a for a in panel.context_menu().actions() if a.text()}
     assert menu["Retry failed"].isEnabled() and not menu["Cancel job"].isEnabled()
@@ -142,13 +143,31 @@ def test_jobs_seen_before_their_batch_and_moves(setup) -> None:
     assert panel.model.rowCount() == 1 and text(panel, 0, "Name") == "holiday b1"
 
 
-def test_commands_act_on_the_selection(setup, monkeypatch) -> None:
+def answer_question(qloop, panel, button) -> str:
+    """Wait for the window-modal question (opened with open()), press `button`; its text."""
+    boxes: list[QMessageBox] = []
+    qloop.wait_until(lambda: bool(boxes.extend(
+        w for w in panel.findChildren(QMessageBox) if w.isVisible()) or boxes))  # fmt: skip
+    question = boxes[0].text()
+    boxes[0].button(button).click()
+    return question
+
+
+def test_commands_act_on_the_selection(setup, qloop, monkeypatch) -> None:
     bus, scheduler, panel = setup
-    bus.publish(BatchChanged(batch(failed=1)))
+    bus.publish(BatchChanged(batch(failed=1, running=1)))
     bus.publish(JobChanged(job("j1", state=JobState.RUNNING)))
     panel.select_batch("b1")
     assert panel.cancel_button.text() == "Cancel batch"
+    # Cancelling loses work: it asks first, and "Keep going" keeps it.
     panel.cancel_button.click()
+    question = answer_question(qloop, panel, QMessageBox.StandardButton.No)
+    assert "2 photo(s) of holiday b1 are not done yet (1 being processed now" in question
+    qloop.wait_until(lambda: not any(w.isVisible() for w in panel.findChildren(QMessageBox)))
+    assert scheduler.calls == []
+    panel.cancel_button.click()
+    answer_question(qloop, panel, QMessageBox.StandardButton.Yes)
+    qloop.wait_until(lambda: bool(scheduler.calls))
     panel.retry_button.click()
     panel.pause_batch_button.click()
     assert scheduler.calls == [
@@ -164,7 +183,8 @@ def test_commands_act_on_the_selection(setup, monkeypatch) -> None:
     panel.tree.setCurrentIndex(panel.model.index(0, 0, panel.model.index(0, 0)))
     assert panel.cancel_button.text() == "Cancel job"
     panel.cancel_button.click()
-    assert scheduler.calls[-1] == ("cancel_job", "j1")
+    assert "processed now" in answer_question(qloop, panel, QMessageBox.StandardButton.Yes)
+    qloop.wait_until(lambda: scheduler.calls[-1] == ("cancel_job", "j1"))
 
     assert panel.pause_queue_button.text() == "Pause queue"
     panel.pause_queue_button.click()
@@ -207,3 +227,95 @@ def test_progress_bar_paints(setup, qtbot) -> None:
     rect = panel.tree.visualRect(panel.model.index(0, 2))
     colours = {image.pixel(x, rect.center().y()) for x in range(rect.left(), rect.right())}
     assert len(colours) > 3  # a bar and its text, not an empty cell
+
+
+def test_queued_photos_say_why_they_wait_and_a_missing_model_can_be_downloaded(setup, tmp_path):
+    bus, _, panel = setup
+    panel.models_dir = tmp_path
+    bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting="no node connected")))
+    bus.publish(JobChanged(job("j1")))
+    bus.publish(JobChanged(job("j2", attempts=1, reason="worker crashed")))
+    parent = panel.model.index(0, 0)
+    assert text(panel, 0, "Reason") == "waiting: no node connected"
+    assert text(panel, 0, "Reason", parent) == "waiting: no node connected"
+    assert not panel.download_button.isVisibleTo(panel)
+    changed: list[int] = []
+    panel.model.dataChanged.connect(lambda top, *_: changed.append(top.column()))
+    waiting = "no node has model lama"
+    bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting=waiting, missing_model="lama")))
+    # The job rows follow their batch's reason (one range for all of them), last error kept.
+    assert COLUMNS.index("Reason") in changed
+    assert text(panel, 0, "Reason", parent) == f"waiting: {waiting}"
+    assert text(panel, 1, "Reason", parent) == f"waiting: {waiting} (last try: worker crashed)"
+    assert panel.download_button.isVisibleTo(panel)
+    assert panel.download_button.text() == "Download lama"
+    panel.select_batch("b1")
+    assert "waiting: no node has model lama" in panel.details.text()
+    bus.publish(BatchChanged(batch(state=BatchState.RUNNING, running=1)))
+    assert text(panel, 0, "Reason") == "" and not panel.download_button.isVisibleTo(panel)
+
+
+def test_failure_reason_is_readable_without_a_tooltip(setup) -> None:
+    bus, _, panel = setup
+    reason = "cannot decode /photos/j2.jpg: truncated file (only 1200 of 48000 bytes)"
+    bus.publish(BatchChanged(batch(state=BatchState.FAILED, done=2, failed=1)))
+    bus.publish(JobChanged(job("j2", state=JobState.FAILED, node="laptop", reason=reason)))
+    panel.tree.setCurrentIndex(panel.model.index(0, 0, panel.model.index(0, 0)))
+    assert reason in panel.details.text() and panel.details.wordWrap()
+
+
+def test_cancelled_batch_shows_how_far_it_got_not_a_full_bar(setup) -> None:
+    bus, _, panel = setup
+    bus.publish(BatchChanged(batch(state=BatchState.CANCELLED, total=10, done=3, cancelled=7)))
+    assert panel.model.data(panel.model.index(0, 2), PROGRESS_ROLE) == 30
+    assert text(panel, 0, "State") == "cancelled, 7 not run"
+    assert text(panel, 0, "Progress") == "3 / 10"
+    # A photo cancelled alone in a batch that went on leaves the total: done is 100 %.
+    bus.publish(BatchChanged(batch(state=BatchState.DONE, total=10, done=9, cancelled=1)))
+    assert panel.model.data(panel.model.index(0, 2), PROGRESS_ROLE) == 100
+
+
+def test_clear_finished_and_open_folder_without_a_file_manager(setup, monkeypatch) -> None:
+    bus, scheduler, panel = setup
+    bus.publish(BatchChanged(batch(state=BatchState.RUNNING)))
+    assert not panel.clear_button.isEnabled()
+    bus.publish(BatchChanged(batch("b2", state=BatchState.DONE, done=3, position=1)))
+    assert panel.clear_button.isEnabled()
+    panel.clear_button.click()
+    assert scheduler.calls[-1] == ("clear_finished",)
+
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: False)
+    panel.select_batch("b2")
+    assert panel.open_output_folder() is False
+    box = panel.path_box
+    assert box.isVisible() and "/out/b2" in box.text()
+    copy = next(b for b in box.buttons() if b.text() == "Copy path")
+    copy.click()
+    assert QApplication.clipboard().text() == "/out/b2" and box.isVisible()
+    box.close()
+
+
+def test_download_button_fetches_the_missing_model_off_the_gui_thread(
+    setup, qloop, tmp_path, monkeypatch
+) -> None:
+    import threading
+
+    from lama_desktop.engine.modelstore import ModelStore
+
+    bus, _, panel = setup
+    panel.models_dir = tmp_path
+    fetched: list[tuple[str, bool]] = []
+
+    def download(store, name, progress=None, url=None):
+        fetched.append((name, threading.current_thread() is threading.main_thread()))
+        return tmp_path / "big-lama.pt"
+
+    monkeypatch.setattr(ModelStore, "download", download)
+    downloaded: list[str] = []
+    panel.modelDownloaded.connect(downloaded.append)
+    waiting = "no node has model lama"
+    bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting=waiting, missing_model="lama")))
+    panel.download_button.click()
+    qloop.wait_until(lambda: downloaded == ["lama"], timeout=5)
+    assert fetched == [("lama", False)]
+    assert panel.download_button.text() == "lama downloaded"

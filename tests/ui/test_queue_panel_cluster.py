@@ -3,6 +3,7 @@ runs, and the Queue panel and tray show its progress and why a photo failed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,4 +86,17 @@ def test_dropped_folder_is_queued_runs_and_shows_failure(
     assert not (shoot.parent / "shoot_cleaned" / "d.png").exists()
     panel.select_batch(batch_id)
     assert panel.retry_button.isEnabled()
+    # Named after the folder and the time, so a second run of the same folder differs.
+    assert re.fullmatch(r"shoot \d\d:\d\d", batch.name)
+    assert model.data(top.siblingAtColumn(COLUMNS.index("State"))) == "done, 1 failed"
+
+    # Clear finished: gone from the panel, the scheduler and the journal.
+    qloop.run(scheduler.writer.flush())
+    journal = scheduler.journal
+    assert journal is not None and journal.batch(batch_id) is not None
+    panel.clear_button.click()
+    qloop.wait_until(lambda: model.rowCount() == 0, timeout=5)
+    assert batch_id not in scheduler.state.batches and bridge.batches() == []
+    qloop.wait_until(lambda: journal.batch(batch_id) is None, timeout=5)
+    assert journal.jobs(batch_id) == []
     window.shutdown()

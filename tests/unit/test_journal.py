@@ -151,3 +151,26 @@ def test_other_schema_version_is_refused_clearly(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="schema 99"):
         Journal(path)
+
+
+def test_prune_finished_forgets_finished_batches_and_their_jobs(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    states = {
+        "old": BatchState.DONE,
+        "open": BatchState.RUNNING,
+        "just": BatchState.RUNNING,
+        "gone": BatchState.CANCELLED,
+    }
+    for batch_id, state in states.items():
+        batch, jobs = make_batch(tmp_path, n=2)
+        jobs = [StoredJob(**{**j.__dict__, "job_id": f"{batch_id}{i}", "batch_id": batch_id})
+                for i, j in enumerate(jobs)]  # fmt: skip
+        journal.add_batch(StoredBatch(**{**batch.__dict__, "batch_id": batch_id}), jobs)
+        journal.update_batch(batch_id, state, False, 0)
+    # "just" finished, but its final state is not written yet: the scheduler names it.
+    journal.prune_finished(["just"])
+    assert [b.batch_id for b, _ in journal.unfinished()] == ["open"]
+    assert journal.batch("old") is None and journal.batch("just") is None
+    assert journal.jobs("old") == [] and journal.jobs("gone") == []
+    assert len(journal.jobs("open")) == 2
+    journal.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -10,13 +11,14 @@ from pathlib import Path
 import pytest
 import zmq
 
-from lama_desktop.cluster.auth import AgentAuthenticator, Peer
+from lama_desktop.cluster.auth import GUESSES_PER_ADDRESS, AgentAuthenticator, Peer, RefusalLog
 from lama_desktop.cluster.keys import (
     AuthorizedKeys,
     PairingCodes,
     PairingLink,
     is_z85_key,
     load_or_create_keypair,
+    pairing_keypair,
 )
 
 
@@ -112,23 +114,48 @@ def test_pairing_link_round_trip_and_clear_errors() -> None:
 def test_zap_decisions_paired_pending_refused(tmp_path: Path) -> None:
     keys = AuthorizedKeys(tmp_path / "authorized_keys")
     codes = PairingCodes(tmp_path / "codes")
-    boss = zmq.curve_keypair()[0]
+    boss, server = zmq.curve_keypair()[0], zmq.curve_keypair()[0]
     known, stranger = zmq.curve_keypair()[0].decode(), zmq.curve_keypair()[0].decode()
     keys.add(known, "known")
     ctx = zmq.Context()
     try:
-        auth = AgentAuthenticator(ctx, keys, codes, preauthorized=[boss])
+        auth = AgentAuthenticator(ctx, keys, codes, preauthorized=[boss], server_key=server)
         assert auth.decide(boss.decode()) == f"paired:{boss.decode()}"
         assert auth.decide(known) == f"paired:{known}"
         assert auth.decide(stranger) is None
         code = codes.issue()
-        assert auth.decide(stranger) == f"pending:{stranger}"
+        pairing = pairing_keypair(code, server).public.decode()
+        assert pairing_keypair(code.lower(), server.decode()).public.decode() == pairing
+        assert pairing_keypair(code, zmq.curve_keypair()[0]).public.decode() != pairing
+        assert auth.decide(stranger) is None  # a live code lets in only its own pairing key
+        assert auth.decide(pairing) == f"pending:{pairing}"
+        # The same unknown key again is one guess, not ten: a revoked desktop that keeps
+        # reconnecting does not lock its own address out of pairing again.
+        for _ in range(GUESSES_PER_ADDRESS * 2):
+            assert auth.decide(stranger, "10.0.0.7") is None
+        assert not auth.banned("10.0.0.7")
         codes.consume(code)
-        assert auth.decide(stranger) is None
+        assert auth.decide(pairing) is None
     finally:
         ctx.term()
     assert Peer.from_user_id(f"pending:{stranger}") == Peer("pending", stranger)
     assert Peer.from_user_id("anonymous") is None and Peer.from_user_id(None) is None
+
+
+def test_refusals_from_one_address_are_logged_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    refusals = RefusalLog(period=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="lama_desktop.cluster.auth"):
+        for _ in range(50):
+            refusals.refused("10.0.0.9", "unknown key K")
+        refusals.refused("10.0.0.8", "unknown key L")
+        now[0] = 61.0
+        refusals.refused("10.0.0.9", "unknown key K")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "49 more refused" in lines[2]
 
 
 def test_files_are_written_atomically(tmp_path: Path) -> None:

@@ -200,3 +200,31 @@ def test_fuzzed_structured_headers_only_ever_raise_protocol_error(
     except p.ProtocolError:
         return
     assert msg.v == 1 and len(payload) == extra == p.payload_count(msg)
+
+
+def test_a_payload_over_one_frame_goes_in_slices_and_comes_back_whole() -> None:
+    big = bytes(range(256)) * (p.FRAME_BYTES // 256 * 2 + 7)  # 2 frames and a bit
+    small = b"mask"
+    job = p.Job(job="j", kind="file", settings={}, image_name="a", mask_name="b")
+    frames = p.encode(job, big, small)
+    assert len(frames) == 1 + 3 + 1
+    assert all(len(f) <= p.FRAME_BYTES for f in frames[1:])
+    msg, payload = p.decode([bytes(f) for f in frames])
+    assert isinstance(msg, p.Job) and msg.parts == [3, 1]
+    assert bytes(payload[0]) == big and bytes(payload[1]) == small
+    # Forwarded as decoded (an agent passing a job to its worker): the split is redone.
+    again = p.encode(msg, payload[0][:10], payload[1])
+    resent, _ = p.decode([bytes(f) for f in again])
+    assert len(again) == 3 and resent.parts == []
+
+
+def test_bad_splits_and_oversized_totals_are_protocol_errors() -> None:
+    job = p.Job(job="j", kind="file", settings={}, image_name="a", mask_name="b")
+    header = bytes(p.encode(msgspec.structs.replace(job, parts=[2, 1]), b"x", b"y")[0])
+    assert msgspec.msgpack.decode(header)["parts"] == []  # encode recomputes the split
+    for parts, frames in (([2, 1], 2), ([0, 2], 2), ([1], 1), ([1, 1, 1], 3)):
+        lying = msgspec.msgpack.encode({**msgspec.msgpack.decode(header), "parts": parts})
+        with pytest.raises(p.ProtocolError, match="payload frames"):
+            p.decode([lying, *([b"x"] * frames)])
+    with pytest.raises(p.ProtocolError, match="payload of 20 bytes exceeds 10"):
+        p.decode(p.encode(job, b"x" * 10, b"y" * 10), max_payload_bytes=10)

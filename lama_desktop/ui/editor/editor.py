@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QHBoxLayout,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -44,6 +43,7 @@ from lama_desktop.ui.editor.dialogs import ask
 from lama_desktop.ui.editor.filmstrip import Filmstrip
 from lama_desktop.ui.editor.model_banner import ModelBanner
 from lama_desktop.ui.editor.pixels import Box, changed_box
+from lama_desktop.ui.flow_layout import FlowLayout
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class EditorWidget(QWidget):
 
     def _build_tools(self) -> None:
         self._tools = QWidget(self)
-        row = QHBoxLayout(self._tools)
+        row = FlowLayout(self._tools)  # wraps on a narrow window instead of widening it
         row.setContentsMargins(6, 4, 6, 4)
         self.brush_button = self._tool("Brush", "Paint what to erase", checkable=True)
         self.eraser_button = self._tool("Eraser", "Remove paint from the mask", checkable=True)
