@@ -160,6 +160,7 @@ async def run(
     except Exception as exc:
         log.exception("the local cluster did not start")
         window.statusBar().showMessage(f"The local workers did not start: {exc}")
+    api = _serve_api_as_set(cluster.scheduler, window, settings)
     report = os.environ.get(STARTUP_REPORT_ENV)
     if report:
         await _write_startup_report(Path(report), window, shown_s, started, phases)
@@ -167,12 +168,36 @@ async def run(
     await quit_requested.wait()
     # Each slot task logs its own failure; here they only need to be finished before the stop.
     await asyncio.gather(*cancel_pending(), return_exceptions=True)
+    await api.stop_now()
     await cluster.stop()
     window.shutdown()
     window.deleteLater()
     bridge.deleteLater()
     await asyncio.sleep(0)
     return 0
+
+
+def _serve_api_as_set(scheduler: Any, window: Any, settings: AppSettings) -> Any:
+    """The setting "Serve the IOPaint API": applied now and whenever settings are applied."""
+    from lama_desktop.cluster.serving import ApiSwitch, ServeOptions
+
+    switch = ApiSwitch(scheduler)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def apply(new: AppSettings) -> None:
+        options = ServeOptions(new.serve_host, new.serve_port, new.model, new.serve_token or None)
+        message = await switch.apply(new.serve_api, options)
+        if message:
+            window.statusBar().showMessage(message)
+
+    def schedule(new: AppSettings) -> None:
+        task = asyncio.ensure_future(apply(new))
+        tasks.add(task)  # held until done: the loop keeps tasks only weakly
+        task.add_done_callback(tasks.discard)
+
+    window.settingsApplied.connect(schedule)
+    schedule(settings)
+    return switch
 
 
 def _quit_on_signals(loop: asyncio.AbstractEventLoop, quit_requested: asyncio.Event) -> None:

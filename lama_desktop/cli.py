@@ -1,4 +1,4 @@
-"""`lama-desktop`: the window by default (optionally opening a photo), or `batch` / `models`."""
+"""`lama-desktop`: the window by default (or with a photo), or `batch`, `models`, `serve`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 from lama_desktop import __version__
 
-_COMMANDS = ("batch", "models")
+_COMMANDS = ("batch", "models", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line: the window, `batch` and `models`."""
-    from lama_desktop import batch_cli, models_cli
+    from lama_desktop import batch_cli, models_cli, serve_cli
 
     parser = argparse.ArgumentParser(
         prog="lama-desktop",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     batch_cli.add_parser(commands)
     models_cli.add_parser(commands)
+    serve_cli.add_parser(commands)
     return parser
 
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from lama_desktop import models_cli
 
         return models_cli.run(args)
+    if args.command == "serve":
+        from lama_desktop import serve_cli
+
+        return serve_cli.run(args)
     parser.print_usage(sys.stderr)
     return 2
 

@@ -25,6 +25,7 @@ MODELS = tuple(spec.name for spec in BUILTIN_SPECS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 HD_STRATEGIES = tuple(strategy.value for strategy in HDStrategy)
 RUN_MODES = ("release", "manual")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 _NOT_IN_FILE = ("environment",)
@@ -91,6 +92,11 @@ class AppSettings:
     job_timeout: float = 600.0  # seconds before a running job is given up and retried
     close_to_tray: bool = True
     jpeg_quality: int = 95
+    # IOPaint's HTTP API (and /metrics) in front of this app's cluster; off unless asked for.
+    serve_api: bool = False
+    serve_host: str = "127.0.0.1"  # any other address needs serve_token
+    serve_port: int = 8080
+    serve_token: str = ""
     # Set by load_settings: for each LAMA_* override, (value in the file, value from the
     # environment). Saving writes the file's value back unless the user changed the setting,
     # so a one-off `LAMA_LOCAL_WORKERS=0 lama-desktop` does not stick.
@@ -117,11 +123,17 @@ class AppSettings:
             "local_worker_count": (0, 64),
             "job_timeout": (1, 86400),
             "jpeg_quality": (1, 100),
+            "serve_port": (1, 65535),
         }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"{name} = {value!r}: must be between {low} and {high}")
+        if self.serve_api and not self.serve_token and self.serve_host not in _LOOPBACK:
+            raise ConfigError(
+                f"serve_host = {self.serve_host!r}: other machines could use the API; "
+                "set serve_token (clients send `Authorization: Bearer TOKEN`) or use 127.0.0.1"
+            )
 
     def add_recent(self, path: Path) -> None:
         """Put `path` first in the recent files, without duplicates, keeping the list short."""

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lama_desktop.cluster.agent import Agent
 from lama_desktop.cluster.discovery import advertised_host
@@ -56,6 +57,15 @@ def _bind(text: str) -> str:
     return text
 
 
+def _metrics_address(text: str) -> tuple[str, int]:
+    from lama_desktop.cluster.serving import parse_address
+
+    try:
+        return parse_address(text, 9464)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--metrics: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands: run (default), pair, keys)."""
     parser = argparse.ArgumentParser(
@@ -67,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda:N")
     parser.add_argument("--name", default=None, help="name shown in the desktop's Nodes panel")
     parser.add_argument("--no-announce", action="store_true", help="do not announce on the LAN")
+    parser.add_argument(
+        "--metrics", type=_metrics_address, default=None, metavar="ADDRESS",
+        help="serve Prometheus /metrics on [HOST:]PORT (default host 127.0.0.1; off if not given)",
+    )  # fmt: skip
     parser.add_argument("--verbose", "-v", action="store_true")
     # --data-dir is accepted after a subcommand too (`lama-agent pair --data-dir DIR`).
     common = argparse.ArgumentParser(add_help=False)
@@ -115,6 +129,15 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     except OSError as exc:  # port in use, address not on this machine
         print(f"lama-agent: {exc}", file=sys.stderr)
         return 1
+    metrics = None
+    if args.metrics is not None:
+        try:
+            metrics = await _serve_metrics(agent, *args.metrics)
+        except OSError as exc:
+            await agent.stop(drain=False)
+            print(f"lama-agent: --metrics {args.metrics[0]}:{args.metrics[1]}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     _on_signals(loop, stop.set)
@@ -127,8 +150,21 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
     log.info("stopping: finishing running jobs first (signal again to stop them now)")
     _on_signals(loop, agent.hurry)
     await agent.stop(drain=True)
+    if metrics is not None:
+        await metrics.stop()
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return 0
+
+
+async def _serve_metrics(agent: Agent, host: str, port: int) -> Any:
+    """Prometheus /metrics for this agent, read from it at every scrape."""
+    from lama_desktop.cluster.metrics import AgentMetrics
+    from lama_desktop.cluster.serving import HttpSite, metrics_app
+
+    site = HttpSite(metrics_app(AgentMetrics(agent).registry))
+    await site.start(host, port)
+    print(f"Prometheus metrics on {site.url}/metrics", flush=True)
+    return site
 
 
 def _pair(data_dir: Path) -> int:

@@ -160,7 +160,7 @@ async def _run(
         for link in pair:
             await scheduler.pair(link)
         for spec in nodes:
-            await _use_node(scheduler, spec)
+            await use_node(scheduler, spec)
         await _wait_ready(scheduler, settings.model)
 
         def on_event(event: Event) -> None:
@@ -221,10 +221,19 @@ def local_worker_plan(
     return "auto", settings.device
 
 
-async def _use_node(scheduler: Scheduler, spec: str) -> None:
+async def use_node(scheduler: Scheduler, spec: str) -> None:
     """A pairing link (paired now if needed) or the address of an agent paired before."""
     assert scheduler.journal is not None
     known = scheduler.journal.nodes()
+    if spec.lower().startswith(("http://", "https://")):  # an IOPaint-compatible endpoint
+        from lama_desktop.cluster.http_address import HttpNodeSpec
+
+        http = HttpNodeSpec.parse(spec)
+        seen = next((n for n in known if n.address == http.address), None)
+        token = http.token or (seen.server_key if seen else "")
+        await scheduler.add_node(http.address, token, seen.name if seen else "",
+                                 node_id=seen.node_id if seen else None)  # fmt: skip
+        return
     if spec.startswith("lama://"):
         link = PairingLink.parse(spec)
         for node in known:

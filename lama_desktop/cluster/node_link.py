@@ -48,6 +48,9 @@ class NodeLink(ABC):
     def close(self) -> None:
         """The node was removed: release the connection for good."""
 
+    async def wait_closed(self) -> None:  # noqa: B027 - a link with no tasks has nothing to wait for
+        """After `close`: until the link's own tasks and connections have ended."""
+
 
 class NodeEvents(Protocol):
     """The stimuli a link reports; each becomes a call on the pure SchedulerState."""
@@ -59,3 +62,5 @@ class NodeEvents(Protocol):
     def job_failed(self, node_id: str, msg: p.Failed) -> None: ...
 
     def node_down(self, node_id: str, reason: str) -> None: ...
+
+    def node_seen(self, node_id: str) -> None: ...

@@ -34,6 +34,8 @@ class NodeTraffic:
         info = msg.info
         gpus = info.gpus
         device = gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
+        if not gpus and not info.cores:  # not a machine we know (an HTTP endpoint): its words
+            device = info.cpu_model
         self.apply(
             self.state.node_ready(
                 node_id,
@@ -74,6 +76,10 @@ class NodeTraffic:
 
     def node_down(self, node_id: str, reason: str) -> None:
         self.apply(self.state.node_down(node_id, reason, self.clock()))
+
+    def node_seen(self, node_id: str) -> None:
+        """The node answered (a link without heartbeats of its own, e.g. HTTP)."""
+        self.state.node_seen(node_id, self.clock())
 
     # ----- the ZeroMQ agents ------------------------------------------------------------------
 

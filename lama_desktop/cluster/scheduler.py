@@ -33,7 +33,7 @@ from lama_desktop.cluster.jobfiles import (
 from lama_desktop.cluster.journal import Journal, StoredBatch, StoredJob
 from lama_desktop.cluster.journal_writer import JournalWriter
 from lama_desktop.cluster.keys import KeyPair, PairingLink
-from lama_desktop.cluster.links import NodeLinks
+from lama_desktop.cluster.links import NodeLinks, ZmqNodeLink
 from lama_desktop.cluster.node_link import NodeEvents, NodeLink
 from lama_desktop.cluster.node_traffic import NodeTraffic
 from lama_desktop.cluster.nodes import PAIR_TIMEOUT_S, Nodes
@@ -150,6 +150,10 @@ class Scheduler:
             return
         self._started = False
         self.nodes.say_goodbye()
+        others = [link for link in self.node_links.values() if not isinstance(link, ZmqNodeLink)]
+        for link in others:  # HTTP endpoints: their requests and probes end here
+            link.close()
+        await asyncio.gather(*(link.wait_closed() for link in others), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -185,9 +189,16 @@ class Scheduler:
     ) -> str:
         """Connect to an (already paired) agent; returns its node id. HELLO goes out at once.
 
+        An http(s):// address attaches an IOPaint-compatible endpoint instead (`server_key`
+        is then its bearer token, or ""); it is remembered in the journal like a paired node.
+
         `node_id`: the id the journal stored it under, so removing or disabling it later
         reaches its row.
         """
+        if address.lower().startswith(("http://", "https://")):
+            from lama_desktop.cluster.http_nodes import add_http_node  # aiohttp: only when used
+
+            return await add_http_node(self, address, server_key, name, node_id)
         return await self.nodes.add_node(address, server_key, name, local, node_id)
 
     async def pair(self, link: PairingLink | str) -> str:

@@ -93,15 +93,15 @@ class JobRunner:
         self.holder = ModelHolder()
         threads = os.environ.get("LAMA_TORCH_THREADS", "")
         self.threads = int(threads) if threads.isdigit() and int(threads) > 0 else None
-        self._loaded: tuple[str, str] | None = None
+        self._loaded: tuple[str, str, tuple[tuple[str, Any], ...]] | None = None
 
-    def _model(self, name: str) -> Any:
+    def _model(self, name: str, chosen: tuple[tuple[str, Any], ...] = ()) -> Any:
         cls = get_model_class(name)
         # A CPU-only model (OpenCV) still runs in a GPU worker, on the CPU.
         device = self.device if self.device.split(":")[0] in cls.devices else "cpu"
-        key = (name, device)
+        key = (name, device, chosen)
         if self._loaded != key or self.holder.current is None:
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = dict(chosen)
             if self.threads and "threads" in inspect.signature(cls).parameters:
                 options["threads"] = self.threads  # the share of cores the agent gave us
             self.holder.switch(name, device=device, **options)
@@ -119,7 +119,7 @@ class JobRunner:
             cls = get_model_class(name)
             if not cls.is_available():
                 return Failed(job=job.job, reason=_missing_reason(cls.name), missing_model=True), []
-            model = self._model(cls.name)
+            model = self._model(cls.name, settings.model_options)
             shape = None
             if job.kind == "file":
                 output = pipeline.process_bytes(

@@ -249,6 +249,12 @@ def _jpeg_encoding(image: Image.Image) -> tuple[int | None, list[list[int]] | No
     return (sampling if sampling >= 0 else None), qtables
 
 
+def decode_grey(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image into upright 8-bit grey (Pillow's "L" conversion), or raise ImageError."""
+    with _decoding(name):
+        return np.asarray(_upright(_open(data, name, max_pixels)).convert("L"))
+
+
 def _to_rgb(
     image: Image.Image, profile: ImageCms.ImageCmsProfile | None
 ) -> tuple[np.ndarray, np.ndarray | None]:

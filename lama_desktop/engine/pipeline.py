@@ -33,6 +33,9 @@ class JobSettings:
     quality: int = 95
     resize_mask: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Options the model is built with, as (name, value) pairs (e.g. OpenCV's radius): a tuple,
+    # so settings stay hashable; IOPaint's API sets them per request.
+    model_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.output_format is not None and self.output_format.lower() not in OUTPUT_FORMATS:
@@ -63,6 +66,8 @@ class JobSettings:
                 values["hd"] = HDConfig(**hd)
             except TypeError as exc:  # an unknown or missing HD field
                 raise ValueError(f"bad HD settings {hd!r}: {exc}") from None
+        if "model_options" in values:  # msgpack turns the pairs into lists
+            values["model_options"] = tuple((str(k), v) for k, v in values["model_options"])
         return cls(**values)
 
 

@@ -1,4 +1,4 @@
-"""Add node dialog: paste a pairing link, or pick an agent found on the LAN and type its code."""
+"""Add node dialog: a pairing link, an agent found on the LAN, or an http(s):// IOPaint endpoint."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import Shiboken
 
+from lama_desktop.cluster.http_address import HttpNodeSpec, is_http_address
 from lama_desktop.cluster.keys import PairingLink
 from lama_desktop.ui.async_slot import async_slot
 
@@ -85,17 +86,25 @@ class AddNodeDialog(QDialog):
         self.setMinimumWidth(520)
         self._browse = browse or _browse_lan
         self._link: PairingLink | None = None
+        self._http: HttpNodeSpec | None = None
         self._search: asyncio.Future[object] | None = None
 
         intro = QLabel(
             "On the other computer run <code>lama-agent pair</code> and paste the link it "
-            "prints, or pick it from the list below and type its pairing code.",
+            "prints, or pick it from the list below and type its pairing code. An IOPaint "
+            "server (or any endpoint with its API) is added by its http(s):// address.",
             self,
         )
         intro.setWordWrap(True)
         self.link_edit = QLineEdit(self)
-        self.link_edit.setPlaceholderText("lama://192.168.1.20:7890/?key=…&code=…")
+        self.link_edit.setPlaceholderText("lama://192.168.1.20:7890/?key=…&code=…  or  http://…")
         self.link_edit.textChanged.connect(self._validate)
+        self.token_edit = QLineEdit(self)
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.token_edit.setPlaceholderText(
+            "bearer token of an http(s):// endpoint, if it needs one"
+        )
+        self.token_edit.textChanged.connect(self._validate)
 
         self.found = QListWidget(self)
         self.found.setMaximumHeight(110)
@@ -129,6 +138,7 @@ class AddNodeDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Pairing link:", self.link_edit)
+        form.addRow("Token:", self.token_edit)
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addLayout(form)
@@ -140,6 +150,10 @@ class AddNodeDialog(QDialog):
     def link(self) -> PairingLink | None:
         """The link to pair with: valid and with a code, or None while the input is not."""
         return self._link
+
+    def http_node(self) -> HttpNodeSpec | None:
+        """The endpoint to add when the input is an http(s):// address, else None."""
+        return self._http
 
     def _candidate(self) -> str:
         text = self.link_edit.text().strip()
@@ -154,8 +168,19 @@ class AddNodeDialog(QDialog):
 
     def _validate(self, *_: object) -> None:
         text = self._candidate()
-        self._link, message = None, ""
-        if text:
+        self._link, self._http, message = None, None, ""
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Pair")
+        if is_http_address(text):
+            try:
+                spec = HttpNodeSpec.parse(text)
+            except ValueError as exc:
+                message = str(exc)
+            else:
+                token = self.token_edit.text().strip() or spec.token
+                self._http = HttpNodeSpec(spec.url, token, spec.slots)
+                ok.setText("Add")
+        elif text:
             try:
                 link = PairingLink.parse(text)
             except ValueError as exc:
@@ -169,7 +194,7 @@ class AddNodeDialog(QDialog):
                         "and copy the code (or the whole link) it prints."
                     )
         self.error.setText(message)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(self._link is not None)
+        ok.setEnabled(self._link is not None or self._http is not None)
 
     def _picked(self, *_: object) -> None:
         if self.found.currentItem() is not None and self.link_edit.text().strip():
@@ -179,7 +204,7 @@ class AddNodeDialog(QDialog):
     def accept(self) -> None:
         """Close only with a valid link; a bad one keeps the dialog open with its error."""
         self._validate()
-        if self._link is not None:
+        if self._link is not None or self._http is not None:
             super().accept()
 
     def open(self) -> None:

@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
     the app then stops the cluster and ends the loop (app.py)."""
 
     quitConfirmed = Signal()
+    settingsApplied = Signal(object)  # AppSettings, after the window took them
 
     def __init__(
         self,
@@ -426,6 +427,7 @@ class MainWindow(QMainWindow):
         if settings.workers() != old_workers:
             self._apply_local_workers()
         self.scheduler.set_job_timeout(settings.job_timeout)
+        self.settingsApplied.emit(self.settings)
         await self.save_settings()
 
     def _on_local_workers_toggled(self, on: bool) -> None:

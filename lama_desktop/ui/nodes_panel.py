@@ -340,12 +340,30 @@ class NodesPanel(QWidget):
     def open_add_dialog(self) -> AddNodeDialog:
         """Open the Add node dialog; on OK pair with the agent it names."""
         dialog = AddNodeDialog(self)
-        dialog.accepted.connect(lambda: self.pair(dialog.link()))
+        dialog.accepted.connect(lambda: self._add_from(dialog))
         # deleteLater on finish rather than WA_DeleteOnClose: the latter crashed PySide 6.11
         # when the panel was destroyed with the deferred delete still pending.
         dialog.finished.connect(dialog.deleteLater)
         dialog.open()
         return dialog
+
+    def _add_from(self, dialog: AddNodeDialog) -> None:
+        http = dialog.http_node()
+        if http is not None:
+            self.attach(http)
+        else:
+            self.pair(dialog.link())
+
+    @async_slot
+    async def attach(self, spec: Any) -> None:
+        """Add an IOPaint-compatible HTTP endpoint as a node (remembered like a paired one)."""
+        self.status.setText(f"Adding {spec.url}…")
+        try:
+            await self.scheduler.add_node(spec.address, spec.token, "")
+        except Exception as exc:
+            self.status.setText(f"Adding {spec.url} failed: {exc}")
+            raise
+        self.status.setText(f"Added {spec.url}; it is used once it answers.")
 
     @async_slot
     async def pair(self, link: Any) -> None:

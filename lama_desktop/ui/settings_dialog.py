@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -50,6 +51,13 @@ class SettingsDialog(QDialog):
         self.job_timeout.setValue(settings.job_timeout)
         self.close_to_tray = QCheckBox("Keep working in the tray when the window closes", self)
         self.close_to_tray.setChecked(settings.close_to_tray)
+        self.serve_api = QCheckBox("Serve the IOPaint API (and /metrics)", self)
+        self.serve_api.setChecked(settings.serve_api)
+        self.serve_host = QLineEdit(settings.serve_host, self)
+        self.serve_port = self._spin(1, 65535, settings.serve_port)
+        self.serve_token = QLineEdit(settings.serve_token, self)
+        self.serve_token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.serve_token.setPlaceholderText("needed for any address but 127.0.0.1")
         self.error = QLabel(self)
         self.error.setStyleSheet("color: #b00020")
         self.error.setWordWrap(True)
@@ -74,6 +82,15 @@ class SettingsDialog(QDialog):
                 ("", self.close_to_tray),
             ],
         )
+        api = self._group(
+            "IOPaint API",
+            [
+                ("", self.serve_api),
+                ("Address", self.serve_host),
+                ("Port", self.serve_port),
+                ("Bearer token", self.serve_token),
+            ],
+        )
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Apply
@@ -86,6 +103,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(editor)
         layout.addWidget(cluster)
+        layout.addWidget(api)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
 
@@ -124,6 +142,10 @@ class SettingsDialog(QDialog):
             local_worker_count=self.worker_count.value(),
             job_timeout=self.job_timeout.value(),
             close_to_tray=self.close_to_tray.isChecked(),
+            serve_api=self.serve_api.isChecked(),
+            serve_host=self.serve_host.text().strip(),
+            serve_port=self.serve_port.value(),
+            serve_token=self.serve_token.text().strip(),
         )
         settings.validate()
         return settings

@@ -605,18 +605,24 @@ def test_strangers_cannot_hold_more_than_a_few_stalled_handshakes(tmp_path: Path
             for _ in range(MAX_HANDSHAKING + 4)
         ]
         try:
-            await until(lambda: agent.handshakes.cut >= 4, timeout=5)
-            assert agent.handshakes.cut == 4
+            await until(lambda: agent.handshakes.cut >= 1, timeout=5)
+            assert len(agent.handshakes._handshaking) <= MAX_HANDSHAKING
             assert (await desktop.hello()).slots == 0  # a paired desktop is still served
             desktop.close()
-            # A frame over the 4 MiB limit ends a stranger's connection at its header.
-            big = await loop.run_in_executor(None, stalled_handshake, host, port, 268_000_000, 0)
-            await asyncio.sleep(0.3)
-            assert big.recv(1) == b""  # closed by the agent
-            big.close()
         finally:
             for sock in stalled:
                 sock.close()
+        await until(lambda: not agent.handshakes._handshaking, timeout=5)
+        # A frame over the 4 MiB limit ends a stranger's connection at its header.
+        big = await loop.run_in_executor(None, stalled_handshake, host, port, 268_000_000, 0)
+        try:
+            big.settimeout(5)
+            received = b""
+            while chunk := big.recv(4096):  # the agent's greeting, then the end
+                received += chunk
+            assert received.startswith(b"\xff") and len(received) < 4096
+        finally:
+            big.close()
 
     run_with_agent(tmp_path, scenario, preauthorize=me)
 

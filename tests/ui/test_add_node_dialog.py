@@ -21,7 +21,7 @@ def test_pasted_link_is_checked_with_a_clear_error(qtbot) -> None:
     ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
     assert not ok.isEnabled() and dialog.error.text() == ""
 
-    dialog.link_edit.setText("http://10.0.0.5:7890/")
+    dialog.link_edit.setText("tcp://10.0.0.5:7890/")  # http(s):// is an HTTP node, see below
     assert "must start with lama://" in dialog.error.text() and not ok.isEnabled()
     dialog.link_edit.setText("lama://10.0.0.5:7890/?key=short&code=ABCDEFGH")
     assert "no valid key=" in dialog.error.text()
@@ -32,6 +32,23 @@ def test_pasted_link_is_checked_with_a_clear_error(qtbot) -> None:
     assert dialog.error.text() == "" and ok.isEnabled()
     assert dialog.link() == good
 
+    with qtbot.waitSignal(dialog.accepted):
+        ok.click()
+
+
+def test_an_http_address_with_a_token_is_an_http_node(qtbot) -> None:
+    dialog = AddNodeDialog(browse=lambda timeout: [])
+    qtbot.addWidget(dialog)
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    dialog.link_edit.setText("http://gpu-box:8080/?slots=x")
+    assert "slots" in dialog.error.text() and not ok.isEnabled()
+    dialog.link_edit.setText("https://gpu-box:8080/?slots=2")
+    dialog.token_edit.setText("s3cret")
+    assert dialog.error.text() == "" and ok.isEnabled() and ok.text() == "Add"
+    spec = dialog.http_node()
+    assert spec is not None and dialog.link() is None
+    assert (spec.url, spec.token, spec.slots) == ("https://gpu-box:8080", "s3cret", 2)
+    assert spec.address == "https://gpu-box:8080?slots=2"  # what the journal keeps: no token
     with qtbot.waitSignal(dialog.accepted):
         ok.click()
 
