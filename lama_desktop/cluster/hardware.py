@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from lama_desktop.cluster.protocol import GpuInfo, GpuMetrics, Metrics, NodeInfo
+from lama_desktop.cluster.protocol import GpuInfo, GpuMetrics, Metrics, NodeInfo, TorchDevice
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +38,111 @@ def _nvml() -> Any | None:
     return pynvml
 
 
-def _gpu_handles() -> list[tuple[int, Any]]:
+def visible_indexes(count: int, uuids: list[str], spec: str | None) -> list[int]:
+    """NVML indexes of the GPUs CUDA numbers 0, 1, ... under CUDA_VISIBLE_DEVICES=`spec`.
+
+    NVML lists GPUs in PCI bus order, which is CUDA's order under CUDA_DEVICE_ORDER=PCI_BUS_ID
+    (what workers get). Entries are indexes or GPU-UUID prefixes; as CUDA does, the list ends
+    at the first entry that names no GPU, or one already named.
+    """
+    if spec is None:
+        return list(range(count))
+    chosen: list[int] = []
+    for entry in (part.strip() for part in spec.split(",")):
+        matches = [i for i, uuid in enumerate(uuids) if entry and uuid.startswith(entry)]
+        if entry.isdigit() and int(entry) < count:
+            index = int(entry)
+        elif entry.startswith("GPU-") and len(matches) == 1:
+            index = matches[0]
+        else:
+            break
+        if index in chosen:
+            break
+        chosen.append(index)
+    return chosen
+
+
+def _uuid(nvml: Any, handle: Any) -> str:
+    try:
+        uuid = nvml.nvmlDeviceGetUUID(handle)
+    except Exception:
+        return ""
+    return uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+
+
+def _all_handles() -> list[Any]:
     nvml = _nvml()
     if nvml is None:
         return []
     try:
-        count = nvml.nvmlDeviceGetCount()
-        return [(index, nvml.nvmlDeviceGetHandleByIndex(index)) for index in range(count)]
+        return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
     except Exception as exc:
         log.warning("could not list NVIDIA GPUs: %s", exc)
         return []
 
 
+def visible_gpus() -> list[tuple[int, Any]]:
+    """(NVML index, handle) of each GPU this process may use, in CUDA's numbering order."""
+    handles = _all_handles()
+    spec = os.environ.get("CUDA_VISIBLE_DEVICES")
+    uuids = [_uuid(_nvml(), h) for h in handles] if spec is not None else []
+    return [(i, handles[i]) for i in visible_indexes(len(handles), uuids, spec)]
+
+
+def _gpu_handles() -> list[tuple[int, Any]]:
+    """(cuda:N number, handle): the numbers workers and the scheduler route by."""
+    return [(number, handle) for number, (_nvml_index, handle) in enumerate(visible_gpus())]
+
+
 def gpu_count() -> int:
-    """How many NVIDIA GPUs the driver reports (0 without a driver)."""
+    """How many NVIDIA GPUs this process may use (0 without a driver)."""
     return len(_gpu_handles())
+
+
+def cuda_pin_env(device: str) -> dict[str, str]:
+    """Environment that pins a worker for `device` ("cuda:N") to that one GPU.
+
+    In the worker the GPU is then cuda:0, and CUDA counts in PCI bus order as NVML does, so
+    the GPU a worker runs on is the one this module reports as N. Empty for other devices, or
+    when NVML cannot tell which GPU N is (the worker then sees what this process sees).
+    """
+    if not device.startswith("cuda"):
+        return {}
+    number = device.partition(":")[2] or "0"
+    gpus = visible_gpus()
+    if not number.isdigit() or int(number) >= len(gpus):
+        return {}
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(gpus[int(number)][0])}
+
+
+def torch_devices(device: str) -> list[TorchDevice]:
+    """The devices torch sees in this process (after CUDA_VISIBLE_DEVICES), for READY.
+
+    A CPU worker reports only the CPU: importing torch to look would cost it seconds and
+    hundreds of megabytes for a model (OpenCV) that never uses it.
+    """
+    if device == "cpu":
+        return [TorchDevice(name="cpu")]
+    from lama_desktop.engine import lama  # engine.lama owns every torch import
+
+    return [TorchDevice(*fields) for fields in lama.visible_devices()]
+
+
+def pin_mismatch(device: str, seen: list[TorchDevice]) -> str | None:
+    """Why a worker started for `device` does not see the GPU NVML numbers so; None if it does."""
+    if not device.startswith("cuda"):
+        return None
+    cuda = [d for d in seen if d.name.startswith("cuda")]
+    if len(cuda) != 1:
+        return f"worker for {device} sees {len(cuda)} CUDA devices, expected exactly one"
+    number = device.partition(":")[2] or "0"
+    gpus = visible_gpus()
+    if not number.isdigit() or int(number) >= len(gpus) or not cuda[0].uuid:
+        return None  # nothing to compare with
+    expected = _uuid(_nvml(), gpus[int(number)][1])
+    if expected and expected != cuda[0].uuid:
+        return f"worker for {device} runs on {cuda[0].uuid}, but NVML's {device} is {expected}"
+    return None
 
 
 def cpu_model() -> str:

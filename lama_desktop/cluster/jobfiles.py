@@ -12,6 +12,7 @@ import numpy as np
 
 from lama_desktop.cluster.events import JobState
 from lama_desktop.cluster.records import JobRecord
+from lama_desktop.engine.hd import estimate_size
 from lama_desktop.engine.imageio import write_atomic
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import JobOutcome, PlannedJob
@@ -65,8 +66,13 @@ def batch_outcome(job: JobRecord, planned: PlannedJob, node: str | None) -> JobO
     return JobOutcome(planned.image, output, status, job.reason, job.seconds or 0.0, node)
 
 
-def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) -> int:
-    """Peak bytes a worker needs for one job: what the model sees under the HD strategy."""
+def estimate_memory(
+    settings: JobSettings, size: tuple[int, int] | None = None, mask: np.ndarray | None = None
+) -> int:
+    """Peak bytes a worker needs for one job: what the model sees under the HD strategy.
+
+    With the `mask`, a crop job is sized by its largest crop box, not by the whole photo.
+    """
     try:
         from lama_desktop.engine.base import get_model_class
 
@@ -80,6 +86,10 @@ def estimate_memory(settings: JobSettings, size: tuple[int, int] | None = None) 
         if hd.strategy == "original":
             return 0  # unknown until decoded; the node's own check decides
         h = w = side
+    elif mask is not None:
+        h, w = estimate_size(size[0], size[1], hd, mask)
+        if h * w == 0:
+            return 0  # nothing to erase: the model never runs
     else:
         h, w = size
     if model is None:

@@ -63,6 +63,15 @@ class GpuMetrics(msgspec.Struct):
     temp: float | None = None
 
 
+class TorchDevice(msgspec.Struct):
+    """A device torch sees in a worker: "cpu", "mps" or "cuda:N" (N as the worker numbers it)."""
+
+    name: str
+    title: str = ""
+    uuid: str = ""  # "GPU-..." as NVML writes it, so the agent can tell which GPU it is
+    memory: int = 0
+
+
 class Metrics(msgspec.Struct):
     cpu_percent: float
     load1: float
@@ -94,6 +103,8 @@ class Ready(_Message, tag="ready"):
     slots: int
     models: list[str]
     version: str
+    # Added after version 1 shipped: a peer that leaves it out still decodes.
+    devices: list[TorchDevice] = []
 
 
 class Heartbeat(_Message, tag="heartbeat"):

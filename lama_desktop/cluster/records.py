@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -16,6 +17,7 @@ from lama_desktop.cluster.events import (
     NodeView,
 )
 from lama_desktop.cluster.protocol import Metrics
+from lama_desktop.engine.base import EngineError, get_spec
 
 if TYPE_CHECKING:
     from lama_desktop.cluster.state import SchedulerState
@@ -27,6 +29,17 @@ THROUGHPUT_WINDOW = 60.0  # seconds of completions a node's jobs/s is measured o
 # Why a node cannot take a job: no such model, no GPU, the photo is larger than the node's
 # memory, or the memory is taken right now ("" = it can).
 Unfit = Literal["", "model", "gpu", "size", "memory"]
+
+
+@functools.lru_cache(maxsize=32)
+def cpu_only(model: str) -> bool:
+    """True for a model that runs only on the CPU (read from its spec, importing no engine)."""
+    if model in ("", "auto"):
+        return False  # the node picks; it may be LaMa on the GPU
+    try:
+        return get_spec(model).devices == ("cpu",)
+    except EngineError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -188,7 +201,8 @@ class NodeRecord:
         wants_model = job.model not in ("", "auto")
         if wants_model and (job.model not in self.models or job.model in self.missing_models):
             return "model"
-        use_gpu = self.has_gpu and not job.device.startswith("cpu")
+        # A CPU-only model (OpenCV) runs in host memory even on a GPU node: never VRAM.
+        use_gpu = self.has_gpu and not job.device.startswith("cpu") and not cpu_only(job.model)
         if job.device.startswith("cuda") and not self.has_gpu:
             return "gpu"
         if job.memory <= 0:

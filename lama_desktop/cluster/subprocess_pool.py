@@ -26,6 +26,7 @@ from lama_desktop.cluster.protocol import (
 )
 from lama_desktop.cluster.routers import configure_router, send_now
 from lama_desktop.cluster.supervisor import (
+    WorkerStatus,
     WorkerSupervisor,
     describe_exit,
     plan_workers,
@@ -164,7 +165,8 @@ class SubprocessPool(WorkerPool):
     def _on_worker(self, frames: list[zmq.Frame]) -> None:
         assert self.supervisor is not None and self._listener is not None
         worker_id = frames[0].bytes.decode("utf-8", "replace")
-        if self.supervisor.heard_from(worker_id, time.monotonic()) is None:
+        slot = self.supervisor.heard_from(worker_id, time.monotonic())
+        if slot is None:
             return  # a worker we no longer run (an old process still draining its socket)
         try:
             msg, payload = decode(frames[1:], max_frame_bytes=self.max_message_bytes)
@@ -172,6 +174,11 @@ class SubprocessPool(WorkerPool):
             log.warning("dropped a bad message from worker %s: %s", worker_id, exc)
             return
         if isinstance(msg, Ready):
+            if slot.status == WorkerStatus.STARTING:
+                # NVML numbered the GPU this worker was pinned to; torch must see the same one.
+                mismatch = hardware.pin_mismatch(slot.device, msg.devices)
+                if mismatch is not None:
+                    log.warning("worker %s: %s", worker_id, mismatch)
             self.supervisor.mark_ready(worker_id, msg.models)
             self._refresh_models()
             self._listener.workers_changed()

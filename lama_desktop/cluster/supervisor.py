@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -295,6 +295,20 @@ def worker_command(endpoint: str, worker_id: str, device: str, heartbeat: float 
     ]  # fmt: skip
 
 
+def worker_env(device: str, base: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """The environment and --device of a worker for `device`.
+
+    A "cuda:N" worker is pinned to GPU N (CUDA_VISIBLE_DEVICES, PCI bus order, so torch's
+    numbering agrees with NVML's) and runs on its only visible GPU, cuda:0.
+    """
+    env = dict(base)
+    pin = hardware.cuda_pin_env(device)
+    if not pin:
+        return env, device
+    env.update(pin)
+    return env, "cuda:0"
+
+
 def popen_spawner(
     link: WorkerLink, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
 ) -> Spawn:
@@ -306,7 +320,7 @@ def popen_spawner(
     """
 
     def spawn(worker_id: str, device: str) -> ProcessLike:
-        env = dict(os.environ)
+        env, worker_device = worker_env(device, os.environ)
         env[worker_logs.LEVEL_ENV] = log_level
         env[worker_logs.FORWARD_ENV] = "1"
         if threads:
@@ -315,7 +329,7 @@ def popen_spawner(
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
         process = link.start(
-            worker_command(link.endpoint, worker_id, device, heartbeat),
+            worker_command(link.endpoint, worker_id, worker_device, heartbeat),
             env,
             stderr=subprocess.PIPE,
         )

@@ -201,6 +201,7 @@ class Worker:
             slots=1,
             models=available_models(),
             version=lama_desktop.__version__,
+            devices=hardware.torch_devices(self.runner.device),
         )
 
     def run(self) -> int:

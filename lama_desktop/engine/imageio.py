@@ -328,17 +328,19 @@ def decode_mask(data: bytes, name: str, size: tuple[int, int], resize: bool = Fa
         image = _open(data, name, limit)
         lossy = image.format in {"JPEG", "MPO"}
         bits = _mask_bits(_upright(image), lossy)
-    mask = Image.fromarray(bits.astype(np.uint8) * 255, mode="L")
-    if mask.size != tuple(size):
+    mask = bits.astype(np.uint8)
+    mask *= 255  # in place: no second full-size array, and no trip through Pillow
+    if (mask.shape[1], mask.shape[0]) != tuple(size):
         if not resize:
             raise ImageError(
                 name,
-                f"the mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}; "
-                "make them the same size, or pass --resize-mask to scale the mask "
-                "(nearest neighbour)",
+                f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{size[0]}x{size[1]}; make them the same size, or pass --resize-mask to "
+                "scale the mask (nearest neighbour)",
             )
-        mask = mask.resize((size[0], size[1]), Image.Resampling.NEAREST)
-    return np.array(mask)
+        scaled = Image.fromarray(mask, mode="L").resize(size, Image.Resampling.NEAREST)
+        mask = np.array(scaled)
+    return mask
 
 
 def read_mask(

@@ -47,6 +47,26 @@ def torch_devices() -> tuple[bool, int, bool]:
     return True, cuda, mps
 
 
+def visible_devices() -> list[tuple[str, str, str, int]]:
+    """(name, title, NVML-style UUID, memory bytes) of each device torch sees here: "cpu",
+    then "cuda:N" as numbered under CUDA_VISIBLE_DEVICES, then "mps"."""
+    found = [("cpu", "", "", 0)]
+    try:
+        import torch
+    except ImportError:
+        return found
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            uuid = str(getattr(props, "uuid", "") or "")
+            if uuid and not uuid.startswith("GPU-"):
+                uuid = f"GPU-{uuid}"  # torch prints the bare UUID, NVML prefixes it
+            found.append((f"cuda:{index}", str(props.name), uuid, int(props.total_memory)))
+    if torch_devices()[2]:
+        found.append(("mps", "", "", 0))
+    return found
+
+
 def pad_to_modulo(array: np.ndarray, mod: int = PAD_MOD) -> np.ndarray:
     """Pad height and width up to a multiple of `mod`, mirroring the edge (IOPaint's rule)."""
     height, width = array.shape[:2]

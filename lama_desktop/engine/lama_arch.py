@@ -10,6 +10,7 @@ head and a sigmoid; about 51 M parameters.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,10 +198,28 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def export_torchscript(path: Path | str, config: str = "tiny", seed: int = 0) -> Path:
-    """Script a random-weight generator and save it where engine/lama.py can load it."""
-    scripted = torch.jit.script(build_generator(config, seed))
+def export_torchscript(
+    path: Path | str, config: str = "tiny", seed: int = 0, method: str = "script"
+) -> Path:
+    """Save a random-weight generator as TorchScript where engine/lama.py can load it.
+
+    `method` "script" compiles the Python; "trace" records one run on a 64x64 input, as the
+    real big-lama.pt was made (sizes stay symbolic, so the file runs at any size).
+    """
+    model = build_generator(config, seed)
+    if method == "script":
+        module = torch.jit.script(model)
+    elif method == "trace":
+        image, mask = torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64)
+        mask[..., 16:40, 20:44] = 1
+        with warnings.catch_warnings():
+            # The tracer warns about Python ints it records (shape arithmetic); they are
+            # sizes taken from the input, which tracing keeps symbolic.
+            warnings.simplefilter("ignore")
+            module = torch.jit.trace(model, (image, mask), check_trace=False)
+    else:
+        raise ValueError(f"unknown export method {method!r}; use 'script' or 'trace'")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    scripted.save(str(target))
+    module.save(str(target))
     return target

@@ -37,16 +37,15 @@ class OpenCVModel(InpaintModel):
     def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Fill masked pixels from their surroundings; unmasked pixels come back unchanged."""
         check_inputs(image, mask)
-        binary = np.where(mask > 0, 255, 0).astype(np.uint8)
-        # cv2 works in BGR order; inpainting is per channel, but keep IOPaint's order exactly.
-        bgr = np.ascontiguousarray(image[:, :, ::-1])
         import cv2
 
-        result = cv2.inpaint(bgr, binary, self.radius, getattr(cv2, self.flag_name))[:, :, ::-1]
-        out = np.ascontiguousarray(result)
-        keep = binary == 0
-        out[keep] = image[keep]
-        return out
+        # IOPaint calls cv2.inpaint(bgr, mask) and reverses the channels back. cv2 fills each
+        # channel on its own, reads every non-zero mask pixel as "fill" and copies unmasked
+        # pixels through, so the RGB array goes in as it is: no BGR copy, no 0/255 mask, no
+        # restore pass (tests/unit/test_engine_opencv.py holds all three against cv2 itself).
+        return cv2.inpaint(
+            np.ascontiguousarray(image), mask, self.radius, getattr(cv2, self.flag_name)
+        )
 
     @classmethod
     def memory_estimate(cls, height: int, width: int) -> int:

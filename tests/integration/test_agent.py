@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -616,11 +617,10 @@ def test_strangers_cannot_hold_more_than_a_few_stalled_handshakes(tmp_path: Path
         # A frame over the 4 MiB limit ends a stranger's connection at its header.
         big = await loop.run_in_executor(None, stalled_handshake, host, port, 268_000_000, 0)
         try:
-            big.settimeout(5)
-            received = b""
-            while chunk := big.recv(4096):  # the agent's greeting, then the end
-                received += chunk
-            assert received.startswith(b"\xff") and len(received) < 4096
+            big.settimeout(5)  # a connection left open times out here and fails the test
+            with contextlib.suppress(ConnectionResetError):  # closed with our bytes unread
+                while big.recv(4096):  # maybe the agent's greeting, then the end
+                    pass
         finally:
             big.close()
 

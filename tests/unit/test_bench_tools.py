@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -94,3 +97,57 @@ def test_run_measured_times_a_command_and_counts_its_outputs(tmp_path: Path) -> 
     assert failed.returncode == 1
     assert failed.outputs == 0
     assert "boom" in failed.stderr_tail
+
+
+def test_plain_pool_writes_cv2s_whole_photo_result(tmp_path: Path) -> None:
+    import cv2
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), np.uint8)
+    mask[10:20, 30:45] = 255
+    _write(tmp_path / "images", "a.jpg", image)
+    _write(tmp_path / "masks", "a.png", mask)
+    bench_batch.plain_pool(tmp_path / "images", tmp_path / "masks", tmp_path / "out", 1)
+    decoded = np.asarray(Image.open(tmp_path / "images" / "a.jpg").convert("RGB"))
+    written = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    np.testing.assert_array_equal(written, cv2.inpaint(decoded, mask, 4, cv2.INPAINT_NS))
+
+
+def test_plain_pool_ratio_and_worker_busy_share() -> None:
+    def run(wall: float, seconds: list[float]) -> bench_batch.RunResult:
+        summary = {"files": [{"seconds": s} for s in seconds]}
+        return bench_batch.RunResult(wall, wall, 1, 0, 4, "", summary)
+
+    ours, pool = "lama-desktop --local-workers 2", "plain-pool 2"
+    runs = {ours: [run(12.5, [5.0, 5.0, 5.0, 5.0])], pool: [run(10.0, [])]}
+    by_name = {name: bench_batch.summarise(name, r, 4) for name, r in runs.items()}
+    ratios = bench_batch.plain_pool_ratios(by_name, runs, 2)
+    assert ratios == {
+        ours: {
+            "wall_ratio": 1.25,
+            "cpu_ratio": 1.25,
+            "goal_within_1_25x": True,
+            "worker_busy_share_median": 0.8,  # 20 worker-seconds over 2 workers x 12.5 s
+        }
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_gpu_check_cpu_smoke_prints_json(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(
+        [str(script), "--allow-cpu", "--steps", "environment,worker_start"],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        env={**os.environ, "PYTHON": sys.executable, "LAMA_MODELS_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["device"] == "cpu" and report["environment"]["cuda_devices"] == 0
+    (worker,) = report["worker_start"]["workers"].values()
+    assert worker["ready_s"] > 0 and worker["torch_devices"] == ["cpu"]
+    assert worker["pinned_to"] is None and worker["pin_mismatch"] is None
+    assert "fp16_autocast" not in report  # not asked for

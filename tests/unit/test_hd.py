@@ -16,6 +16,7 @@ from lama_desktop.engine.hd import (
     HDStrategy,
     crop_box,
     mask_boxes,
+    region_boxes,
     resized_size,
     run_with_strategy,
     working_size,
@@ -188,3 +189,20 @@ def test_mask_boxes_one_per_outer_contour() -> None:
 def test_size_mismatch_is_refused() -> None:
     with pytest.raises(EngineError, match="differs"):
         run_with_strategy(NoiseModel(), _image(10, 10), np.zeros((10, 9), np.uint8), HDConfig())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), blobs=st.integers(0, 6))
+def test_region_boxes_hold_every_contour_box(seed: int, blobs: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((120, 160), np.uint8)
+    for _ in range(blobs):
+        y, x = rng.integers(0, 110), rng.integers(0, 150)
+        mask[y : y + rng.integers(1, 30), x : x + rng.integers(1, 40)] = 255
+    regions = region_boxes(mask)
+    for left, top, right, bottom in mask_boxes(mask):
+        assert any(
+            rl <= left and rt <= top and right <= rr and bottom <= rb for rl, rt, rr, rb in regions
+        )
+    lit = sum(int((mask[top:bot, lft:rgt] > 0).sum()) for lft, top, rgt, bot in regions)
+    assert lit == int((mask > 0).sum())  # the regions are disjoint and hold every pixel

@@ -168,3 +168,16 @@ def test_hd_strategies_with_lama(tiny_model_file: Path, strategy: str) -> None:
     result = run_with_strategy(model, image, mask, cfg)
     np.testing.assert_array_equal(result[mask == 0], image[mask == 0])
     assert (result[mask > 0] != image[mask > 0]).mean() > 0.5
+
+
+def test_a_traced_stand_in_loads_and_runs_at_other_sizes(tmp_path: Path) -> None:
+    # big-lama.pt is a traced TorchScript file, not a scripted one; traced at 64x64 here.
+    traced = export_torchscript(tmp_path / "traced.pt", config="tiny", method="trace")
+    model = create_model("lama", device="cpu", model_path=traced)
+    assert isinstance(model, LaMa)
+    image, mask = _photo(61, 93)  # padded to 64x96: not the traced size
+    result = model.inpaint(image, mask)
+    np.testing.assert_array_equal(result, _iopaint_reference(traced, image, mask))
+    assert (result[mask > 0] != image[mask > 0]).any()
+    with pytest.raises(ValueError, match="unknown export method"):
+        export_torchscript(tmp_path / "x.pt", method="onnx")
