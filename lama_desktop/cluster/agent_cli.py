@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from lama_desktop.cluster.agent import Agent
 from lama_desktop.cluster.discovery import advertised_host
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes, PairingLink, write_private
 from lama_desktop.cluster.pool import WorkerPool
+from lama_desktop.cluster.stop_signals import on_stop_signals
 
 log = logging.getLogger("lama_desktop.agent")
 
@@ -120,12 +120,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Call `callback` in the loop on SIGTERM and Ctrl-C (Windows has no loop signal handlers)."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, callback)
-        except NotImplementedError:
-            signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(callback))
+    """Call `callback` in the loop on SIGTERM and Ctrl-C (Ctrl-Break too on Windows)."""
+    on_stop_signals(loop, callback)
 
 
 def _pool(args: argparse.Namespace) -> WorkerPool | None:
