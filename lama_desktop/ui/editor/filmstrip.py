@@ -46,6 +46,7 @@ class Filmstrip(QListWidget):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the canvas
         self.folder: Path | None = None
         self.current: Path | None = None
+        self._latest: Path | None = None  # the photo asked for last (show_photo)
         self._rows: dict[Path, int] = {}
         self._wanted: list[int] = []  # rows whose preview is asked for, nearest first
         self._asked: set[int] = set()
@@ -66,7 +67,7 @@ class Filmstrip(QListWidget):
 
     async def show_photo(self, photo: Path) -> None:
         """Show `photo`'s folder (listed again when it is another folder) with `photo` chosen."""
-        photo = Path(photo)
+        photo = self._latest = Path(photo)
         if photo.parent != self.folder or photo not in self._rows:
             loop = asyncio.get_running_loop()
             try:
@@ -74,6 +75,8 @@ class Filmstrip(QListWidget):
             except ImageError as exc:
                 log.info("filmstrip: %s", exc)
                 paths = [photo]
+            if photo != self._latest:
+                return  # a later photo was asked for while this folder was listed: it wins
             self._fill(photo.parent, paths if photo in paths else sorted([*paths, photo]))
         self.current = photo
         self._update_visibility()
