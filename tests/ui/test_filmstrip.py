@@ -52,3 +52,20 @@ def test_a_slow_listing_of_an_earlier_folder_does_not_replace_the_later_one(
         assert strip.photos() == [later]
 
     qloop.run(scenario())
+
+
+def test_the_strip_shrinks_on_a_short_editor_and_has_full_previews_on_a_tall_one(
+    qtbot: Any, settings: Any, app_env: Any
+) -> None:
+    from lama_desktop.ui.editor import EditorWidget
+    from tests.ui.test_editor_flow import Painter
+
+    editor = EditorWidget(Painter(), settings, app_env.models)
+    qtbot.addWidget(editor)
+    editor.resize(800, 450)  # an 800 x 500 window at 200 %, less its menu and status bars
+    editor.show()
+    # At most a sixth of the height, but previews no smaller than MIN_THUMB_SIDE (80 < 112).
+    qtbot.waitUntil(lambda: editor.filmstrip.height() <= 450 // 6 + 5)
+    assert editor.filmstrip.iconSize().height() >= filmstrip_module.MIN_THUMB_SIDE
+    editor.resize(1280, 900)
+    qtbot.waitUntil(lambda: editor.filmstrip.iconSize().height() == filmstrip_module.THUMB_SIDE)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent, QUndoStack
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -368,6 +368,10 @@ class EditorWidget(QWidget):
         text = "Waiting for a free worker… (Esc cancels)"
         self.canvas.set_activity(text)
         self.statusMessage.emit(text)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self.filmstrip.fit_height(self.height())
+        super().resizeEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Esc cancels the edit in flight, else clears the mask (the window's Edit menu has

@@ -21,7 +21,10 @@ from lama_desktop.ui.editor.pixels import rgb_to_qimage
 
 log = logging.getLogger(__name__)
 
-THUMB_SIDE = 64
+THUMB_SIDE = 64  # previews are decoded at this size; a short window shows them smaller
+MIN_THUMB_SIDE = 32
+STRIP_SHARE = 6  # the strip takes at most this fraction (1/6) of the editor's height...
+CHROME = 48  # ...counting the name under each preview and the scroll bar
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -37,12 +40,10 @@ class Filmstrip(QListWidget):
         self.setWrapping(False)
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)
-        self.setIconSize(QSize(THUMB_SIDE, THUMB_SIDE))
-        self.setGridSize(QSize(THUMB_SIDE + 36, THUMB_SIDE + 28))
+        self._set_side(THUMB_SIDE)
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.setFixedHeight(THUMB_SIDE + 48)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the canvas
         self.folder: Path | None = None
         self.current: Path | None = None
@@ -82,6 +83,21 @@ class Filmstrip(QListWidget):
         self._update_visibility()
         self._select_current()
         self._ask_visible()
+
+    def fit_height(self, available: int) -> None:
+        """Shrink the previews so the strip takes at most 1/STRIP_SHARE of `available` pixels
+        of height: a short window (or one at 200 %) keeps its room for the photo."""
+        side = max(MIN_THUMB_SIDE, min(THUMB_SIDE, available // STRIP_SHARE - CHROME))
+        if side != self.iconSize().height():
+            self._set_side(side)
+
+    def _set_side(self, side: int) -> None:
+        self.setIconSize(QSize(side, side))
+        self.setGridSize(QSize(side + 36, side + 28))
+        self.setFixedHeight(side + CHROME)
+        for row in range(self.count()):
+            self.item(row).setSizeHint(self.gridSize())
+        self._ask_visible()  # smaller previews: more of them in view
 
     def _update_visibility(self) -> None:
         self.setVisible(self.toggle_action.isChecked() and self.count() > 0)
