@@ -92,9 +92,11 @@ class IOPaintApi:
 
     def application(self) -> web.Application:
         """The aiohttp application: IOPaint's routes behind auth, CORS and error handling."""
+        # CORS outermost, as IOPaint's CORSMiddleware: error answers (401, 422, 404...) carry
+        # its headers too, so a front end on another origin can read them.
         app = web.Application(
             client_max_size=self.max_body,
-            middlewares=[self._errors, self._cors, self._auth],
+            middlewares=[self._cors, self._errors, self._auth],
         )
         app.add_routes(
             [

@@ -1,0 +1,95 @@
+"""IOPaintApi in process, over a real 127.0.0.1 socket, in front of a stand-in scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from lama_desktop.cluster.events import NodeState, NodeView, Snapshot
+from lama_desktop.cluster.iopaint_api import IOPaintApi
+from lama_desktop.cluster.jobfiles import InteractiveResult
+from lama_desktop.engine.pipeline import JobSettings
+
+
+class StandInScheduler:
+    """One idle node with OpenCV; an edit comes back with its masked pixels painted white."""
+
+    def __init__(self) -> None:
+        self.node = NodeView(
+            "n1", "local", "tcp://127.0.0.1:1", "CPU", NodeState.IDLE, slots=1,
+            models=("opencv-ns", "opencv-telea"),
+        )  # fmt: skip
+        self.snapshots = 0
+
+    def node_views(self) -> tuple[NodeView, ...]:
+        return (self.node,)
+
+    def snapshot(self) -> Snapshot:
+        self.snapshots += 1  # a whole snapshot lists every job of every batch
+        return Snapshot(nodes=(self.node,), batches=(), jobs=(), paused=False)
+
+    async def inpaint(
+        self, rgb: np.ndarray, mask: np.ndarray, settings: JobSettings
+    ) -> InteractiveResult:
+        out = rgb.copy()
+        out[mask > 0] = 255
+        return InteractiveResult(out, "local", 0.01)
+
+
+def png_b64(array: np.ndarray) -> str:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def serve(api: IOPaintApi, talk: Callable[[aiohttp.ClientSession, str], Awaitable[None]]) -> None:
+    async def main() -> None:
+        server = TestServer(api.application(), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as session:
+                await talk(session, str(server.make_url("/")))
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/api/v1/model", 401), ("POST", "/api/v1/inpaint", 401), ("GET", "/nowhere", 401)],
+)
+def test_refusals_carry_the_cors_headers_a_browser_needs_to_read_them(
+    method: str, path: str, status: int
+) -> None:
+    # IOPaint's CORSMiddleware wraps its error handler: a front end on another origin can
+    # read the JSON error. Without the header the browser hides it behind a CORS failure.
+    api = IOPaintApi(StandInScheduler(), "opencv-ns", token="secret")
+
+    async def talk(session: aiohttp.ClientSession, url: str) -> None:
+        headers = {"Origin": "http://127.0.0.1:3000"}
+        async with session.request(method, url.rstrip("/") + path, headers=headers) as reply:
+            assert reply.status == status
+            assert reply.headers.get("Access-Control-Allow-Origin") == "*"
+            assert (await reply.json())["errors"].startswith(f"{status}:")
+
+    serve(api, talk)
+
+
+def test_an_unparsable_body_is_a_cors_readable_422() -> None:
+    api = IOPaintApi(StandInScheduler(), "opencv-ns")
+
+    async def talk(session: aiohttp.ClientSession, url: str) -> None:
+        async with session.post(url + "api/v1/inpaint", data=b"{not json") as reply:
+            assert reply.status == 422
+            assert reply.headers.get("Access-Control-Allow-Origin") == "*"
+
+    serve(api, talk)
