@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from aiohttp import web
 
-from lama_desktop.cluster.events import NodeState, Snapshot
+from lama_desktop.cluster.events import NodeState, NodeView
 from lama_desktop.cluster.iopaint_schema import (
     CV2_FLAGS,
     IOPAINT_NAMES,
@@ -59,7 +59,7 @@ class Inpainter(Protocol):
         self, rgb: np.ndarray, mask: np.ndarray, settings: JobSettings
     ) -> InteractiveResult: ...
 
-    def snapshot(self) -> Snapshot: ...
+    def node_views(self) -> tuple[NodeView, ...]: ...
 
 
 class IOPaintApi:
@@ -256,7 +256,7 @@ class IOPaintApi:
 
     def models_on_nodes(self) -> set[str]:
         """Models of the nodes that can take jobs now."""
-        nodes = self.scheduler.snapshot().nodes
+        nodes = self.scheduler.node_views()  # per request: never a view of every job
         return {m for n in nodes if n.state in _WORKING and n.enabled for m in n.models}
 
     async def input_image_route(self, _request: web.Request) -> web.StreamResponse:

@@ -93,3 +93,24 @@ def test_an_unparsable_body_is_a_cors_readable_422() -> None:
             assert reply.headers.get("Access-Control-Allow-Origin") == "*"
 
     serve(api, talk)
+
+
+def test_model_checks_read_the_nodes_alone_not_a_snapshot_of_every_job() -> None:
+    # With a 100,000-job batch queued, a snapshot builds 100,000 job views on the event loop
+    # (the GUI's, when the app serves) for every request, and ten times a second while a
+    # request waits for a model.
+    scheduler = StandInScheduler()
+    api = IOPaintApi(scheduler, "opencv-ns")
+    rgb = np.full((8, 8, 3), 40, np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4] = 255
+
+    async def talk(session: aiohttp.ClientSession, url: str) -> None:
+        async with session.get(url + "api/v1/server-config") as reply:
+            assert reply.status == 200
+        body = {"image": png_b64(rgb), "mask": png_b64(mask)}
+        async with session.post(url + "api/v1/inpaint", json=body) as reply:
+            assert reply.status == 200, await reply.text()
+
+    serve(api, talk)
+    assert scheduler.snapshots == 0
