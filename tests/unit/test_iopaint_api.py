@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
+from lama_desktop.cluster import iopaint_api
 from lama_desktop.cluster.events import NodeState, NodeView, Snapshot
 from lama_desktop.cluster.iopaint_api import IOPaintApi
 from lama_desktop.cluster.jobfiles import InteractiveResult
@@ -114,3 +117,35 @@ def test_model_checks_read_the_nodes_alone_not_a_snapshot_of_every_job() -> None
 
     serve(api, talk)
     assert scheduler.snapshots == 0
+
+
+def test_a_body_is_parsed_and_its_base64_decoded_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 100 MB body takes a good fraction of a second to parse and decode; on the loop that
+    # stalls every other request (and the app's window, whose loop this is when it serves).
+    threads: list[str] = []
+    real = iopaint_api.decode_base64
+
+    def spy(text: Any, field: str) -> bytes:
+        threads.append(threading.current_thread().name)
+        return real(text, field)
+
+    monkeypatch.setattr(iopaint_api, "decode_base64", spy)
+    api = IOPaintApi(StandInScheduler(), "opencv-ns")
+    rgb = np.full((8, 8, 3), 40, np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4] = 255
+
+    async def talk(session: aiohttp.ClientSession, url: str) -> None:
+        body = {"image": png_b64(rgb), "mask": png_b64(mask)}
+        async with session.post(url + "api/v1/inpaint", json=body) as reply:
+            assert reply.status == 200, await reply.text()
+        async with session.post(
+            url + "api/v1/adjust_mask", json={"mask": png_b64(mask), "operate": "expand"}
+        ) as reply:
+            assert reply.status == 200, await reply.text()
+
+    serve(api, talk)
+    assert len(threads) == 3
+    assert all(name.startswith("lama-api") for name in threads), threads
