@@ -49,7 +49,11 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     keypair = load_or_create_keypair(data / "desktop.key")
     scheduler = Scheduler(
-        journal=data / "journal.sqlite3", keypair=keypair, name=f"{socket.gethostname()} (serve)"
+        # As `batch`: requests are never journaled; only finding paired nodes (--node) reads
+        # the journal, so serve alone never opens (or moves aside) the app's journal.
+        journal=data / "journal.sqlite3" if nodes else None,
+        keypair=keypair,
+        name=f"{socket.gethostname()} (serve)",
     )
     service = ApiService(scheduler, options)  # refuses a public address without a token
     await scheduler.start(resume=False, connect_paired=False)
