@@ -101,7 +101,7 @@ class Agent:
         self.endpoint = ""
         self.sessions: dict[bytes, DesktopSession] = {}
         self.jobs = AgentJobs(self.name, self.pool, self._send_front, self._still_there, self.stats)
-        self._announced: tuple[int, list[str]] | None = None
+        self._announced: tuple[int, list[str], str | None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._hurry = False
@@ -243,13 +243,22 @@ class Agent:
             version=lama_desktop.__version__,
         )
 
-    def _send_ready_if_changed(self) -> None:
+    def _ready_or_down(self) -> Ready | Disconnect:
+        """READY, or DISCONNECT(reason) while the pool is unavailable (its cluster is gone)."""
+        down = self.pool.unavailable()
         ready = self._ready()
-        if self._announced == (ready.slots, ready.models):
+        self._announced = (ready.slots, ready.models, down)
+        return Disconnect(reason=down) if down is not None else ready
+
+    def _send_ready_if_changed(self) -> None:
+        announced = self._announced
+        msg = self._ready_or_down()
+        if self._announced == announced:
             return  # READY is resent only when what the scheduler routes by has changed
-        self._announced = (ready.slots, ready.models)
+        if isinstance(msg, Disconnect):
+            self.jobs.decline_queued(msg.reason)  # desktops requeue them; none waits here
         for session in self.desktops.greeted():
-            self._send_front(session.routing_id, ready)
+            self._send_front(session.routing_id, msg)
 
     # -- desktops -----------------------------------------------------------------------------
 
@@ -284,9 +293,7 @@ class Agent:
         elif isinstance(msg, Hello):
             session.name, session.greeted = msg.name, True
             log.info("desktop %s (%s) said hello", msg.name, session.key)
-            ready = self._ready()
-            self._announced = (ready.slots, ready.models)
-            self._send_front(rid, ready)
+            self._send_front(rid, self._ready_or_down())
         elif isinstance(msg, Job):
             self.jobs.take(session, msg, payload)
         elif isinstance(msg, Cancel):

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any
 from lama_desktop.cluster.agent import Agent
 from lama_desktop.cluster.discovery import advertised_host
 from lama_desktop.cluster.keys import AuthorizedKeys, PairingCodes, PairingLink, write_private
+from lama_desktop.cluster.pool import WorkerPool
+from lama_desktop.cluster.stop_signals import on_stop_signals
 
 log = logging.getLogger("lama_desktop.agent")
 
@@ -78,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="name shown in the desktop's Nodes panel")
     parser.add_argument("--no-announce", action="store_true", help="do not announce on the LAN")
     parser.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        default=None,
+        help="run jobs on Ray actors of an existing Ray cluster (auto: RAY_ADDRESS or the local "
+        "one); --workers then caps the actors, --device cpu keeps them off GPUs",
+    )
+    parser.add_argument(
+        "--ray-cpus-per-actor", type=float, default=None, metavar="N",
+        help="CPUs per actor on a cluster without GPUs (default 4, for LaMa; 1 suits OpenCV)",
+    )  # fmt: skip
+    parser.add_argument(
         "--metrics", type=_metrics_address, default=None, metavar="ADDRESS",
         help="serve Prometheus /metrics on [HOST:]PORT (default host 127.0.0.1; off if not given)",
     )  # fmt: skip
@@ -108,12 +120,22 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Call `callback` in the loop on SIGTERM and Ctrl-C (Windows has no loop signal handlers)."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, callback)
-        except NotImplementedError:
-            signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(callback))
+    """Call `callback` in the loop on SIGTERM and Ctrl-C (Ctrl-Break too on Windows)."""
+    on_stop_signals(loop, callback)
+
+
+def _pool(args: argparse.Namespace) -> WorkerPool | None:
+    """The Ray pool for --ray, else None (the agent's own worker processes)."""
+    if args.ray is None:
+        return None
+    from lama_desktop.cluster.protocol import MAX_MESSAGE_BYTES
+    from lama_desktop.cluster.ray_plan import DEFAULT_CPUS_PER_ACTOR, ActorPlan
+    from lama_desktop.cluster.ray_pool import RayPool
+
+    cap = None if args.workers == "auto" else int(args.workers)
+    cpus = args.ray_cpus_per_actor or DEFAULT_CPUS_PER_ACTOR
+    plan = ActorPlan("cpu" if args.device == "cpu" else "auto", cpus, cap)
+    return RayPool(args.ray, plan, max_message_bytes=MAX_MESSAGE_BYTES)
 
 
 async def _run(args: argparse.Namespace, data_dir: Path) -> int:
@@ -124,6 +146,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         device=args.device,
         name=args.name,
         announce=not args.no_announce,
+        pool=_pool(args),
     )
     try:
         await agent.start()

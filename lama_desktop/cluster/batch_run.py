@@ -20,6 +20,7 @@ from lama_desktop.cluster.journal import Journal, StoredNode
 from lama_desktop.cluster.keys import KeyPair, PairingLink, load_or_create_keypair
 from lama_desktop.cluster.records import FINAL
 from lama_desktop.cluster.scheduler import Scheduler
+from lama_desktop.cluster.stop_signals import on_stop_signals
 from lama_desktop.engine.base import EngineError, get_spec, resolve_auto_model
 from lama_desktop.engine.outputs import remove_leftovers, unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
@@ -106,8 +107,7 @@ def _cancel_on_sigterm() -> None:
     task = asyncio.current_task()
     if task is None:
         return
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    on_stop_signals(asyncio.get_running_loop(), task.cancel, [signal.SIGTERM])
 
 
 def _print_progress(line: str) -> None:

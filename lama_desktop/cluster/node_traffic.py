@@ -36,6 +36,7 @@ class NodeTraffic:
         device = gpus[0].name if gpus else f"CPU ({info.cpu_model}, {info.cores} cores)"
         if not gpus and not info.cores:  # not a machine we know (an HTTP endpoint): its words
             device = info.cpu_model
+        device = info.pool or device  # a pooled node: "Ray: 4 actors on 2 nodes"
         self.apply(
             self.state.node_ready(
                 node_id,

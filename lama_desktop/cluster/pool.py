@@ -12,7 +12,10 @@ A pool reports back through the `PoolListener` the agent passes to `start`:
   the desktop, whose scheduler requeues it;
 - `workers_free()` when queued jobs may now find a free worker.
 
-A second pool (e.g. Ray actors: slots = live actors) is one new file implementing `WorkerPool`,
+A pool that loses what runs its workers (a Ray cluster) says why in `unavailable()` and calls
+`workers_changed()` before failing its running jobs, so desktops hear the node is down first.
+
+A second pool (`RayPool`: slots = live Ray actors) is one new file implementing `WorkerPool`,
 passed to `Agent(pool=...)`; the agent needs no branch for it.
 """
 
@@ -102,3 +105,11 @@ class WorkerPool(ABC):
     @abstractmethod
     def beat(self) -> None:
         """Called every agent heartbeat: keep-alives to workers and a fresh look at models."""
+
+    def unavailable(self) -> str | None:
+        """Why the pool cannot run jobs now (its cluster is unreachable), or None.
+
+        While it says why, the agent answers desktops with DISCONNECT(reason) instead of READY,
+        so they show the node down with the reason; local worker processes never are.
+        """
+        return None

@@ -53,6 +53,9 @@ class NodeInfo(msgspec.Struct):
     ram_total: int
     gpus: list[GpuInfo] = []
     engines: dict[str, str] = {}
+    # How a pooled node's workers are spread, shown as its device ("Ray: 4 actors on 2 nodes");
+    # "" for an agent's own worker processes. Older peers ignore or default it.
+    pool: str = ""
 
 
 class GpuMetrics(msgspec.Struct):

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import zmq
 import zmq.asyncio
 
 from lama_desktop.cluster import hardware
-from lama_desktop.cluster.agent_rundir import make_run_dir, remove_dead_run_dirs
+from lama_desktop.cluster.agent_rundir import remove_dead_run_dirs
 from lama_desktop.cluster.pool import PoolListener, WorkerExit, WorkerPool
 from lama_desktop.cluster.protocol import (
     Disconnect,
@@ -34,6 +32,7 @@ from lama_desktop.cluster.supervisor import (
     plan_workers,
     popen_spawner,
 )
+from lama_desktop.cluster.worker_link import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ TICK_S = 0.05  # how often worker exits and restarts are looked at
 
 
 class SubprocessPool(WorkerPool):
-    """One `lama_desktop.cluster.worker` process per slot, on an ipc:// socket only we can open."""
+    """One worker process per slot, on a private link (ipc://, or loopback tcp with Curve)."""
 
     def __init__(
         self,
@@ -61,7 +60,7 @@ class SubprocessPool(WorkerPool):
         self._models: list[str] = []
         self._info: NodeInfo | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._ipc_dir: Path | None = None
+        self._link: WorkerLink | None = None
         self._listener: PoolListener | None = None
         self.supervisor: WorkerSupervisor | None = None
 
@@ -75,13 +74,12 @@ class SubprocessPool(WorkerPool):
         # the private ipc link must never depend on it.
         self.context = zmq.asyncio.Context()
         remove_dead_run_dirs()  # left by agents killed before they could clean up
-        self._ipc_dir = make_run_dir()  # mode 0700, with our pid inside
         self.back = self.context.socket(zmq.ROUTER)
         configure_router(self.back, self.max_message_bytes)
-        endpoint = f"ipc://{self._ipc_dir / 'workers.sock'}"
-        self.back.bind(endpoint)
+        self._link = WorkerLink()  # ipc://, or tcp on 127.0.0.1 with Curve (Windows)
+        self._link.bind(self.back)
         self.supervisor = WorkerSupervisor(
-            popen_spawner(endpoint, threads, log_level=self.log_level), grace=self.grace
+            popen_spawner(self._link, threads, log_level=self.log_level), grace=self.grace
         )
         self.supervisor.set_count(devices, time.monotonic())
         self._models = hardware.models_present()
@@ -104,8 +102,8 @@ class SubprocessPool(WorkerPool):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.back.close(linger=200)
         self.context.term()
-        if self._ipc_dir is not None:
-            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+        if self._link is not None:
+            self._link.close()
         self.supervisor = None
 
     def slots(self) -> int:

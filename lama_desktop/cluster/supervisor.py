@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,6 +20,7 @@ from typing import Protocol
 import psutil
 
 from lama_desktop.cluster import hardware, worker_logs
+from lama_desktop.cluster.worker_link import WorkerLink, launcher
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class WorkerSupervisor:
 def worker_command(endpoint: str, worker_id: str, device: str, heartbeat: float = 1.0) -> list[str]:
     """The command line of one worker subprocess."""
     return [
-        sys.executable, "-m", "lama_desktop.cluster.worker",
+        *launcher(),  # this Python with the module, or the frozen executable
         "--connect", endpoint, "--id", worker_id, "--device", device,
         "--heartbeat", str(heartbeat), "--parent", str(os.getpid()),
     ]  # fmt: skip
@@ -310,9 +310,9 @@ def worker_env(device: str, base: Mapping[str, str]) -> tuple[dict[str, str], st
 
 
 def popen_spawner(
-    endpoint: str, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
+    link: WorkerLink, threads: int | None = None, heartbeat: float = 1.0, log_level: str = "INFO"
 ) -> Spawn:
-    """A Spawn that runs real worker subprocesses connecting to `endpoint`.
+    """A Spawn that runs real worker subprocesses connecting to `link`'s endpoint.
 
     Workers log at `log_level` to a pipe that this process reads: each record is logged again
     here under `lama_desktop.worker.<id>` (see worker_logs), so it lands wherever this
@@ -328,13 +328,13 @@ def popen_spawner(
             # worker hands LAMA_TORCH_THREADS to models that take a `threads` option.
             for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LAMA_TORCH_THREADS"):
                 env[var] = str(threads)
-        process = subprocess.Popen(
-            worker_command(endpoint, worker_id, worker_device, heartbeat),
-            env=env,
+        process = link.start(
+            worker_command(link.endpoint, worker_id, worker_device, heartbeat),
+            env,
             stderr=subprocess.PIPE,
         )
-        assert process.stderr is not None
-        worker_logs.forward(process.stderr, worker_id)  # ends when the worker does
+        assert process.process.stderr is not None
+        worker_logs.forward(process.process.stderr, worker_id)  # ends when the worker does
         return process
 
     return spawn

@@ -1,4 +1,4 @@
-"""Worker subprocess: one cached model, jobs from its agent over a private ipc:// DEALER socket.
+"""Worker subprocess: one cached model, jobs from its agent over a private DEALER socket.
 
 Run as `python -m lama_desktop.cluster.worker --connect ipc://... --id ID --device DEV`.
 The socket is only touched by the main thread; the job runs on a second thread so heartbeats
@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 import lama_desktop
-from lama_desktop.cluster import hardware
+from lama_desktop.cluster import hardware, parent_watch
 from lama_desktop.cluster.protocol import (
     MAX_MESSAGE_BYTES,
     Disconnect,
@@ -38,6 +38,7 @@ from lama_desktop.cluster.protocol import (
     decode,
     encode,
 )
+from lama_desktop.cluster.worker_link import secure_worker_socket
 from lama_desktop.cluster.worker_logs import setup_worker_logging
 from lama_desktop.engine import pipeline
 from lama_desktop.engine.base import (
@@ -260,13 +261,15 @@ class Worker:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker subprocess."""
     parser = argparse.ArgumentParser(prog="lama-worker", description=__doc__)
-    parser.add_argument("--connect", required=True, help="the agent's ipc:// worker endpoint")
+    parser.add_argument("--connect", required=True, help="the agent's worker endpoint")
     parser.add_argument("--id", required=True, help="this worker's routing id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--parent", type=int, default=0, help="the agent's pid")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    secrets = parent_watch.start()  # the agent's pipe: tcp keys, and EOF when it is gone
+    if parent_watch.use_pdeathsig():
+        _die_with_parent()
     parent = args.parent or os.getppid()
     if os.getppid() != parent:
         return 3  # the agent died while this process was starting (before PDEATHSIG was set)
@@ -282,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.setsockopt(zmq.SNDTIMEO, 5000)
+    secure_worker_socket(sock, secrets)
     sock.connect(args.connect)
     try:
         code = Worker(sock, args.id, args.device, args.heartbeat, parent).run()

@@ -66,14 +66,19 @@ class AgentProcess:
     """`lama-agent` as a real process on 127.0.0.1; `link` is the pairing link it printed."""
 
     def __init__(
-        self, data_dir: Path, name: str, workers: int = 1, bind: str = "tcp://127.0.0.1:0"
+        self,
+        data_dir: Path,
+        name: str,
+        workers: int = 1,
+        bind: str = "tcp://127.0.0.1:0",
+        extra: tuple[str, ...] = (),
     ) -> None:
         env = dict(os.environ, **PLUGIN_ENV)
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "lama_desktop.cluster.agent_cli",
                 "--bind", bind, "--workers", str(workers), "--device", "cpu",
-                "--name", name, "--data-dir", str(data_dir), "--no-announce",
+                "--name", name, "--data-dir", str(data_dir), "--no-announce", *extra,
             ],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO,
         )  # fmt: skip
