@@ -177,16 +177,41 @@ async def run(
     return 0
 
 
-def _serve_api_as_set(scheduler: Any, window: Any, settings: AppSettings) -> Any:
-    """The setting "Serve the IOPaint API": applied now and whenever settings are applied."""
-    from lama_desktop.cluster.serving import ApiSwitch, ServeOptions
+class _ApiSetting:
+    """The setting "Serve the IOPaint API" over the cluster's ApiSwitch, which (with aiohttp,
+    ~0.3 s to import) is loaded only once the setting is on: it is off for most starts."""
 
-    switch = ApiSwitch(scheduler)
+    def __init__(self, scheduler: Any) -> None:
+        self._scheduler = scheduler
+        self._switch: Any = None
+
+    @property
+    def service(self) -> Any:
+        return None if self._switch is None else self._switch.service
+
+    async def apply(self, new: AppSettings) -> str:
+        """Serve as `new` says, or stop; a line for the status bar ("" when nothing to say)."""
+        if self._switch is None and not new.serve_api:
+            return ""
+        from lama_desktop.cluster.serving import ApiSwitch, ServeOptions
+
+        if self._switch is None:
+            self._switch = ApiSwitch(self._scheduler)
+        options = ServeOptions(new.serve_host, new.serve_port, new.model, new.serve_token or None)
+        return str(await self._switch.apply(new.serve_api, options))
+
+    async def stop_now(self) -> None:
+        if self._switch is not None:
+            await self._switch.stop_now()
+
+
+def _serve_api_as_set(scheduler: Any, window: Any, settings: AppSettings) -> _ApiSetting:
+    """The setting "Serve the IOPaint API": applied now and whenever settings are applied."""
+    switch = _ApiSetting(scheduler)
     tasks: set[asyncio.Task[None]] = set()
 
     async def apply(new: AppSettings) -> None:
-        options = ServeOptions(new.serve_host, new.serve_port, new.model, new.serve_token or None)
-        message = await switch.apply(new.serve_api, options)
+        message = await switch.apply(new)
         if message:
             window.statusBar().showMessage(message)
 

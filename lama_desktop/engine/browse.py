@@ -39,9 +39,10 @@ def thumbnail(path: Path, side: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damage Pillow steps over still gives a preview
             with Image.open(path) as image:
+                # JPEG only: decode at 1/2, 1/4 or 1/8, so a 50 MP camera JPEG fits the limit.
+                image.draft("RGB", (side, side))
                 if image.width * image.height > THUMBNAIL_PIXELS:
                     raise ImageError(path, "too large for a preview")
-                image.draft("RGB", (side, side))  # JPEG only: decode at 1/2, 1/4 or 1/8
                 upright = ImageOps.exif_transpose(image.convert("RGB"))
                 upright.thumbnail((side, side))
                 return np.array(upright)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
+
+from lama_desktop.engine.imageio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,10 @@ def load_window_state(folder: Path) -> tuple[bytes, bytes] | None:
 
 def save_window_state(folder: Path, geometry: bytes, docks: bytes) -> None:
     """Store the window's geometry and dock layout atomically (a crash leaves the old file)."""
-    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(
         {
             "geometry": base64.b64encode(geometry).decode("ascii"),
             "docks": base64.b64encode(docks).decode("ascii"),
         }
     )
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".window-state-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, folder / FILE_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(folder / FILE_NAME, text.encode("utf-8"), overwrite=True)

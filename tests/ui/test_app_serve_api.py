@@ -97,3 +97,25 @@ def test_dialog_edits_the_api_setting_and_wants_a_token_off_loopback(
     assert (new.serve_api, new.serve_host, new.serve_port, new.serve_token) == (
         True, "0.0.0.0", 8123, "s3cret",
     )  # fmt: skip
+
+
+def test_the_api_is_not_imported_while_the_setting_is_off() -> None:
+    """aiohttp and the API take ~0.3 s to import: not at every start, only when serving."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from types import SimpleNamespace\n"
+        "from lama_desktop.app import _serve_api_as_set\n"
+        "from lama_desktop.config import AppSettings\n"
+        "window = SimpleNamespace(settingsApplied=SimpleNamespace(connect=lambda slot: None))\n"
+        "async def main():\n"
+        "    api = _serve_api_as_set(None, window, AppSettings())\n"
+        "    await asyncio.sleep(0.05)\n"
+        "    await api.stop_now()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('aiohttp', 'lama_desktop.cluster.serving') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

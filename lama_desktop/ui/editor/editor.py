@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QResizeEvent, QUndoStack
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lama_desktop.config import HD_STRATEGIES, MODELS, AppSettings
+from lama_desktop.config import HD_STRATEGIES, AppSettings
 from lama_desktop.engine.base import get_spec
 from lama_desktop.engine.hd import HDConfig, HDStrategy
 from lama_desktop.engine.imageio import (
@@ -44,6 +44,7 @@ from lama_desktop.ui.editor.filmstrip import Filmstrip
 from lama_desktop.ui.editor.model_banner import ModelBanner
 from lama_desktop.ui.editor.pixels import Box, changed_box
 from lama_desktop.ui.flow_layout import FlowLayout
+from lama_desktop.ui.model_choice import model_box
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ class EditorWidget(QWidget):
             "Split", "Before and after side by side; drag the divider", checkable=True
         )
         self.split_button.toggled.connect(self.canvas.set_split)
-        self.model_box = QComboBox(self)
-        for name in MODELS:
-            self.model_box.addItem(get_spec(name).label, name)  # "LaMa (lama)"
-        self.model_box.setCurrentIndex(max(0, self.model_box.findData(self._settings.model)))
+        self.model_box = model_box(self._settings.model, self)  # "LaMa (lama)"
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
         self.hd_box = QComboBox(self)
         for name in HD_STRATEGIES:
@@ -368,6 +366,10 @@ class EditorWidget(QWidget):
         text = "Waiting for a free worker… (Esc cancels)"
         self.canvas.set_activity(text)
         self.statusMessage.emit(text)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self.filmstrip.fit_height(self.height())
+        super().resizeEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         """Esc cancels the edit in flight, else clears the mask (the window's Edit menu has

@@ -21,7 +21,10 @@ from lama_desktop.ui.editor.pixels import rgb_to_qimage
 
 log = logging.getLogger(__name__)
 
-THUMB_SIDE = 64
+THUMB_SIDE = 64  # previews are decoded at this size; a short window shows them smaller
+MIN_THUMB_SIDE = 32
+STRIP_SHARE = 6  # the strip takes at most this fraction (1/6) of the editor's height...
+CHROME = 48  # ...counting the name under each preview and the scroll bar
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -37,15 +40,14 @@ class Filmstrip(QListWidget):
         self.setWrapping(False)
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)
-        self.setIconSize(QSize(THUMB_SIDE, THUMB_SIDE))
-        self.setGridSize(QSize(THUMB_SIDE + 36, THUMB_SIDE + 28))
+        self._set_side(THUMB_SIDE)
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.setFixedHeight(THUMB_SIDE + 48)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the canvas
         self.folder: Path | None = None
         self.current: Path | None = None
+        self._latest: Path | None = None  # the photo asked for last (show_photo)
         self._rows: dict[Path, int] = {}
         self._wanted: list[int] = []  # rows whose preview is asked for, nearest first
         self._asked: set[int] = set()
@@ -66,7 +68,7 @@ class Filmstrip(QListWidget):
 
     async def show_photo(self, photo: Path) -> None:
         """Show `photo`'s folder (listed again when it is another folder) with `photo` chosen."""
-        photo = Path(photo)
+        photo = self._latest = Path(photo)
         if photo.parent != self.folder or photo not in self._rows:
             loop = asyncio.get_running_loop()
             try:
@@ -74,11 +76,28 @@ class Filmstrip(QListWidget):
             except ImageError as exc:
                 log.info("filmstrip: %s", exc)
                 paths = [photo]
+            if photo != self._latest:
+                return  # a later photo was asked for while this folder was listed: it wins
             self._fill(photo.parent, paths if photo in paths else sorted([*paths, photo]))
         self.current = photo
         self._update_visibility()
         self._select_current()
         self._ask_visible()
+
+    def fit_height(self, available: int) -> None:
+        """Shrink the previews so the strip takes at most 1/STRIP_SHARE of `available` pixels
+        of height: a short window (or one at 200 %) keeps its room for the photo."""
+        side = max(MIN_THUMB_SIDE, min(THUMB_SIDE, available // STRIP_SHARE - CHROME))
+        if side != self.iconSize().height():
+            self._set_side(side)
+
+    def _set_side(self, side: int) -> None:
+        self.setIconSize(QSize(side, side))
+        self.setGridSize(QSize(side + 36, side + 28))
+        self.setFixedHeight(side + CHROME)
+        for row in range(self.count()):
+            self.item(row).setSizeHint(self.gridSize())
+        self._ask_visible()  # smaller previews: more of them in view
 
     def _update_visibility(self) -> None:
         self.setVisible(self.toggle_action.isChecked() and self.count() > 0)
