@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lama_desktop.cluster.events import Event, JobChanged, NodeState
 from lama_desktop.cluster.journal import Journal, StoredNode
-from lama_desktop.cluster.keys import PairingLink, load_or_create_keypair
+from lama_desktop.cluster.keys import KeyPair, PairingLink, load_or_create_keypair
 from lama_desktop.cluster.records import FINAL
 from lama_desktop.cluster.scheduler import Scheduler
 from lama_desktop.cluster.stop_signals import on_stop_signals
@@ -25,6 +25,9 @@ from lama_desktop.engine.base import EngineError, get_spec, resolve_auto_model
 from lama_desktop.engine.outputs import remove_leftovers, unwritable_output
 from lama_desktop.engine.pipeline import JobSettings
 from lama_desktop.engine.plan import BatchPlan, JobOutcome
+
+if TYPE_CHECKING:
+    from lama_desktop.cluster.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,6 @@ async def _run(
     data_dir: Path | None,
     progress: Callable[[str], None],
 ) -> list[JobOutcome]:
-    from lama_desktop.cluster.agent import Agent  # the agent pulls in hardware probing
     from lama_desktop.config import app_dirs
 
     _cancel_on_sigterm()
@@ -144,19 +146,7 @@ async def _run(
     tallies: dict[str, NodeTally] = {}
     try:
         if local_workers != 0:
-            workers, device = local_worker_plan(local_workers, settings)
-            agent = Agent(
-                "tcp://127.0.0.1:0",
-                data_dir=data / "local-agent",
-                workers=workers,
-                device=device,
-                name=f"{socket.gethostname()} (local)",
-                preauthorized=[keypair.public],
-                log_file=False,
-                worker_log_level="WARNING",  # the batch's own lines are the progress report
-            )
-            await agent.start()
-            await scheduler.add_node(agent.endpoint, agent.public_key.decode(), agent.name, True)
+            agent = await start_local_agent(scheduler, keypair, data, local_workers, settings)
         for link in pair:
             await scheduler.pair(link)
         for spec in nodes:
@@ -219,6 +209,37 @@ def local_worker_plan(
     if get_spec(settings.model).devices == ("cpu",):
         return os.cpu_count() or 1, "cpu"
     return "auto", settings.device
+
+
+async def start_local_agent(
+    scheduler: Scheduler,
+    keypair: KeyPair,
+    data: Path,
+    requested: int | None,
+    settings: JobSettings,
+) -> Agent:
+    """This machine's workers as a node of `scheduler`: an agent on loopback that lets the
+    desktop's key in. Stopped again if it cannot be attached."""
+    from lama_desktop.cluster.agent import Agent  # the agent pulls in hardware probing
+
+    workers, device = local_worker_plan(requested, settings)
+    agent = Agent(
+        "tcp://127.0.0.1:0",
+        data_dir=data / "local-agent",
+        workers=workers,
+        device=device,
+        name=f"{socket.gethostname()} (local)",
+        preauthorized=[keypair.public],
+        log_file=False,
+        worker_log_level="WARNING",  # the command's own lines are its report
+    )
+    try:
+        await agent.start()
+        await scheduler.add_node(agent.endpoint, agent.public_key.decode(), agent.name, True)
+    except BaseException:
+        await agent.stop(drain=False)
+        raise
+    return agent
 
 
 async def use_node(scheduler: Scheduler, spec: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 from aiohttp import web
 
-from lama_desktop.cluster.events import NodeState, Snapshot
+from lama_desktop.cluster.events import NodeState, NodeView
 from lama_desktop.cluster.iopaint_schema import (
     CV2_FLAGS,
     IOPAINT_NAMES,
@@ -59,7 +59,7 @@ class Inpainter(Protocol):
         self, rgb: np.ndarray, mask: np.ndarray, settings: JobSettings
     ) -> InteractiveResult: ...
 
-    def snapshot(self) -> Snapshot: ...
+    def node_views(self) -> tuple[NodeView, ...]: ...
 
 
 class IOPaintApi:
@@ -92,9 +92,11 @@ class IOPaintApi:
 
     def application(self) -> web.Application:
         """The aiohttp application: IOPaint's routes behind auth, CORS and error handling."""
+        # CORS outermost, as IOPaint's CORSMiddleware: error answers (401, 422, 404...) carry
+        # its headers too, so a front end on another origin can read them.
         app = web.Application(
             client_max_size=self.max_body,
-            middlewares=[self._errors, self._cors, self._auth],
+            middlewares=[self._cors, self._errors, self._auth],
         )
         app.add_routes(
             [
@@ -168,9 +170,7 @@ class IOPaintApi:
 
     async def inpaint(self, request: web.Request) -> web.Response:
         """POST /api/v1/inpaint: the cleaned photo's bytes in its own format, X-Seed header."""
-        req = parse(await request.read(), InpaintRequest)
-        image_bytes = decode_base64(req.image, "image")
-        mask_bytes = decode_base64(req.mask, "mask")
+        req, image_bytes, mask_bytes = await self._run(_read_inpaint, await request.read())
         settings = self._settings(req)
         have = await self._nodes_with(settings.model)
         if have and settings.model not in have:
@@ -254,7 +254,7 @@ class IOPaintApi:
 
     def models_on_nodes(self) -> set[str]:
         """Models of the nodes that can take jobs now."""
-        nodes = self.scheduler.snapshot().nodes
+        nodes = self.scheduler.node_views()  # per request: never a view of every job
         return {m for n in nodes if n.state in _WORKING and n.enabled for m in n.models}
 
     async def input_image_route(self, _request: web.Request) -> web.StreamResponse:
@@ -269,11 +269,21 @@ class IOPaintApi:
         return web.json_response(SAMPLERS)
 
     async def adjust_mask(self, request: web.Request) -> web.Response:
-        req = parse(await request.read(), AdjustMaskRequest)
-        data = decode_base64(req.mask, "mask")
-        grey = await self._run(decode_grey_image, data, "mask")
+        req, grey = await self._run(_read_adjust_mask, await request.read())
         png = await self._run(adjust_mask, grey, req.kernel_size, req.operate)
         return web.Response(body=png, content_type="image/png")
+
+
+# Parsing a body of up to MAX_BODY_BYTES and decoding its base64 take a good fraction of a
+# second: these run on the codec threads, never on the event loop (the app's, when it serves).
+def _read_inpaint(body: bytes) -> tuple[InpaintRequest, bytes, bytes]:
+    req = parse(body, InpaintRequest)
+    return req, decode_base64(req.image, "image"), decode_base64(req.mask, "mask")
+
+
+def _read_adjust_mask(body: bytes) -> tuple[AdjustMaskRequest, np.ndarray]:
+    req = parse(body, AdjustMaskRequest)
+    return req, decode_grey_image(decode_base64(req.mask, "mask"), "mask")
 
 
 def _decode_pair(image: bytes, mask: bytes) -> tuple[Picture, np.ndarray]:

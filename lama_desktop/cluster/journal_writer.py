@@ -114,6 +114,12 @@ class JournalWriter:
             self.dirty_batches |= batches
             self._failed(exc)
             return
+        except asyncio.CancelledError:
+            # Stopped mid-flush (the scheduler's stop cancels this loop): hand them back for
+            # the final flush. Rows already written are written again, which is harmless.
+            self.dirty_jobs |= jobs
+            self.dirty_batches |= batches
+            raise
         if self._failing:
             self._failing = False
             log.warning("journal: writes work again")

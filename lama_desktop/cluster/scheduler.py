@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from lama_desktop.cluster import protocol as p
-from lama_desktop.cluster.events import BatchState, EventBus, JobState, Notice, Snapshot
+from lama_desktop.cluster.events import (
+    BatchState,
+    EventBus,
+    JobState,
+    NodeView,
+    Notice,
+    Snapshot,
+)
 from lama_desktop.cluster.executor import ActionExecutor, InpaintFailed
 from lama_desktop.cluster.jobfiles import (
     BatchEntry,
@@ -181,6 +188,11 @@ class Scheduler:
     def snapshot(self) -> Snapshot:
         """Everything at once, for a late subscriber."""
         return self.state.snapshot(self.clock())
+
+    def node_views(self) -> tuple[NodeView, ...]:
+        """The nodes alone: a snapshot also builds a view of every job ever queued."""
+        now = self.clock()
+        return tuple(node.view(now) for node in self.state.nodes.values())
 
     # ----- nodes ------------------------------------------------------------------------------
 

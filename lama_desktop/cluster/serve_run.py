@@ -10,13 +10,17 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lama_desktop.cluster.batch_run import local_worker_plan, use_node
+from lama_desktop.cluster.batch_run import start_local_agent, use_node
 from lama_desktop.cluster.keys import load_or_create_keypair
 from lama_desktop.cluster.scheduler import Scheduler
 from lama_desktop.cluster.serving import ApiService, ServeOptions
 from lama_desktop.engine.base import EngineError, resolve_auto_model
 from lama_desktop.engine.pipeline import JobSettings
+
+if TYPE_CHECKING:
+    from lama_desktop.cluster.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,6 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or `stop` is set); every request runs on the cluster."""
-    from lama_desktop.cluster.agent import Agent  # the agent pulls in hardware probing
     from lama_desktop.config import app_dirs
 
     if local_workers == 0 and not nodes:
@@ -49,26 +52,19 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     keypair = load_or_create_keypair(data / "desktop.key")
     scheduler = Scheduler(
-        journal=data / "journal.sqlite3", keypair=keypair, name=f"{socket.gethostname()} (serve)"
+        # As `batch`: requests are never journaled; only finding paired nodes (--node) reads
+        # the journal, so serve alone never opens (or moves aside) the app's journal.
+        journal=data / "journal.sqlite3" if nodes else None,
+        keypair=keypair,
+        name=f"{socket.gethostname()} (serve)",
     )
     service = ApiService(scheduler, options)  # refuses a public address without a token
     await scheduler.start(resume=False, connect_paired=False)
     agent: Agent | None = None
     try:
         if local_workers != 0:
-            workers, device = local_worker_plan(local_workers, JobSettings(model=options.model))
-            agent = Agent(
-                "tcp://127.0.0.1:0",
-                data_dir=data / "local-agent",
-                workers=workers,
-                device=device,
-                name=f"{socket.gethostname()} (local)",
-                preauthorized=[keypair.public],
-                log_file=False,
-                worker_log_level="WARNING",
-            )
-            await agent.start()
-            await scheduler.add_node(agent.endpoint, agent.public_key.decode(), agent.name, True)
+            settings = JobSettings(model=options.model)
+            agent = await start_local_agent(scheduler, keypair, data, local_workers, settings)
         for spec in nodes:
             await use_node(scheduler, spec)
         await service.start()

@@ -147,7 +147,11 @@ class ApiService:
         self.site = HttpSite(self.api.application())
 
     async def start(self) -> int:
-        port = await self.site.start(self.options.host, self.options.port)
+        try:
+            port = await self.site.start(self.options.host, self.options.port)
+        except BaseException:
+            self.metrics.unsubscribe()  # else it counts every job event for as long as we run
+            raise
         log.info("IOPaint API listening on %s", self.site.url)
         return port
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,32 @@ def test_a_resumed_batch_removes_the_temp_outputs_its_killed_writer_left(tmp_pat
 
     asyncio.run(body())
     assert unrelated.exists()
+
+
+def test_changes_a_flush_had_taken_when_stop_cancelled_it_are_still_written(
+    tmp_path: Path,
+) -> None:
+    # stop() cancels the flush loop wherever it is; a flush that had already taken the dirty
+    # jobs but not written them yet must hand them back, so the final flush writes them.
+    path = tmp_path / "journal.sqlite3"
+    images, masks = make_folder(tmp_path, 2)
+    held = threading.Event()
+
+    async def body() -> str:
+        scheduler = await _started(tmp_path, [])
+        try:
+            batch = scheduler.submit_batch(
+                plan_batch(images, masks, tmp_path / "out"), SETTINGS, "b"
+            )
+            job = scheduler.state.batches[batch].job_ids[0]
+            await wait_for(lambda: _rows(path, "SELECT count(*) FROM jobs") == [(2,)], 5, "rows")
+            scheduler.writer.db.submit(held.wait, 10)  # the journal thread is busy for now
+            scheduler.cancel_job(job)
+            await wait_for(lambda: not scheduler.writer.dirty_jobs, 5, "a flush to take the job")
+        finally:
+            asyncio.get_running_loop().call_later(0.3, held.set)
+            await scheduler.stop()
+        return job
+
+    job = asyncio.run(body())
+    assert _rows(path, f"SELECT state FROM jobs WHERE job_id='{job}'") == [("cancelled",)]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from types import SimpleNamespace
+
 import pytest
 
 from lama_desktop.cluster.events import (
@@ -14,7 +18,13 @@ from lama_desktop.cluster.events import (
     NodeView,
 )
 from lama_desktop.cluster.metrics import SchedulerMetrics, render
-from lama_desktop.cluster.serving import check_bind, is_loopback, parse_address
+from lama_desktop.cluster.serving import (
+    ApiSwitch,
+    ServeOptions,
+    check_bind,
+    is_loopback,
+    parse_address,
+)
 
 
 def job(state: JobState, node: str | None = "n1", seconds: float | None = None) -> JobChanged:
@@ -70,3 +80,17 @@ def test_metrics_addresses() -> None:
     assert parse_address("[::1]:9464", 1) == ("::1", 9464)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address("host:port", 1)
+
+
+def test_an_api_that_cannot_listen_leaves_no_metrics_listening_on_the_bus() -> None:
+    # Each failed start (port taken) left its metrics subscribed: they then counted every job
+    # event of every batch for as long as the app ran.
+    bus = EventBus()
+    scheduler = SimpleNamespace(events=bus, state=SimpleNamespace(jobs={}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        options = ServeOptions(port=taken.getsockname()[1], model="opencv-ns")
+        line = asyncio.run(ApiSwitch(scheduler).apply(True, options))
+    assert line.startswith("The IOPaint API did not start")
+    assert bus._listeners == []
