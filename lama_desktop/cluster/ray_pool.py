@@ -38,7 +38,7 @@ from lama_desktop.cluster.protocol import (
     decode,
 )
 from lama_desktop.cluster.ray_plan import ActorPlan, pool_label
-from lama_desktop.cluster.routers import configure_router, send_now
+from lama_desktop.cluster.routers import configure_router, send_now, serve_router
 from lama_desktop.cluster.supervisor import ProcessLike, Spawn, WorkerSupervisor, describe_exit
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,9 @@ class RayPool(WorkerPool):
         self.supervisor.set_count(["ray"], time.monotonic())
         self._own_info = hardware.node_info()
         self._tasks = [
-            asyncio.create_task(self._serve(), name="ray-driver-link"),
+            asyncio.create_task(
+                serve_router(self.back, self._on_driver, "Ray driver"), name="ray-driver-link"
+            ),
             asyncio.create_task(self._tick(), name="ray-driver-tick"),
         ]
 
@@ -187,14 +189,6 @@ class RayPool(WorkerPool):
 
     def _send(self, worker_id: str, msg: object, payload: list[object] | None = None) -> bool:
         return send_now(self.back, worker_id.encode(), msg, payload or [])
-
-    async def _serve(self) -> None:
-        while True:
-            frames = await self.back.recv_multipart(copy=False)
-            try:
-                self._on_driver(frames)
-            except Exception:
-                log.exception("dropped a Ray driver message that broke its handler")
 
     def _on_driver(self, frames: list[zmq.Frame]) -> None:
         assert self.supervisor is not None and self._listener is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 import zmq
@@ -37,3 +38,15 @@ def send_now(sock: zmq.asyncio.Socket, rid: bytes, msg: Any, payload: list[Any])
         log.debug("could not send %s to %r: %s", type(msg).__name__, rid, exc)
         return False
     return True
+
+
+async def serve_router(
+    sock: zmq.asyncio.Socket, handle: Callable[[list[zmq.Frame]], None], what: str
+) -> None:
+    """Hand every message on `sock` to `handle` until cancelled; one that breaks it is logged."""
+    while True:
+        frames = await sock.recv_multipart(copy=False)
+        try:
+            handle(frames)
+        except Exception:  # one bad message must never stop the loop
+            log.exception("dropped a %s message that broke its handler", what)

@@ -24,7 +24,7 @@ from lama_desktop.cluster.protocol import (
     Result,
     decode,
 )
-from lama_desktop.cluster.routers import configure_router, send_now
+from lama_desktop.cluster.routers import configure_router, send_now, serve_router
 from lama_desktop.cluster.supervisor import (
     WorkerStatus,
     WorkerSupervisor,
@@ -85,7 +85,9 @@ class SubprocessPool(WorkerPool):
         self._models = hardware.models_present()
         self._info = hardware.node_info()
         self._tasks = [
-            asyncio.create_task(self._serve(), name="agent-workers"),
+            asyncio.create_task(
+                serve_router(self.back, self._on_worker, "worker"), name="agent-workers"
+            ),
             asyncio.create_task(self._tick(), name="agent-tick"),
         ]
 
@@ -153,14 +155,6 @@ class SubprocessPool(WorkerPool):
 
     def _send(self, worker_id: str, msg: Any, payload: list[Any] | None = None) -> bool:
         return send_now(self.back, worker_id.encode(), msg, payload or [])
-
-    async def _serve(self) -> None:
-        while True:
-            frames = await self.back.recv_multipart(copy=False)
-            try:
-                self._on_worker(frames)
-            except Exception:
-                log.exception("dropped a worker message that broke its handler")
 
     def _on_worker(self, frames: list[zmq.Frame]) -> None:
         assert self.supervisor is not None and self._listener is not None
