@@ -28,10 +28,12 @@ from lama_desktop.cluster import hardware
 from lama_desktop.cluster.agent_jobs import JOBS_PER_SLOT, AgentJobs
 from lama_desktop.cluster.auth import HandshakeLog
 from lama_desktop.cluster.desktop_sessions import (
+    MISSED_HEARTBEATS,
     AgentStats,
     DesktopFront,
     DesktopSession,
     QueuedJob,
+    why_gone,
 )
 from lama_desktop.cluster.discovery import Announcer
 from lama_desktop.cluster.keys import KeyPair, PairingLink, load_or_create_keypair
@@ -56,8 +58,6 @@ from lama_desktop.cluster.supervisor import WorkerSupervisor
 __all__ = ["JOBS_PER_SLOT", "Agent", "AgentStats", "DesktopSession", "QueuedJob"]
 
 log = logging.getLogger(__name__)
-
-MISSED_HEARTBEATS = 3
 
 
 class Agent:
@@ -141,7 +141,7 @@ class Agent:
             self._start_log_file()
         self.context = zmq.asyncio.Context()
         self.auth = self.pairing.start_zap(self.context, self.public_key)
-        self.desktops = DesktopFront(self.context, self.max_message_bytes)
+        self.desktops = DesktopFront(self.context, self.max_message_bytes, self.heartbeat)
         self.sessions = self.desktops.sessions
         self.front = self.desktops.sock
         try:
@@ -336,14 +336,22 @@ class Agent:
                 log.exception("agent heartbeat failed")
 
     def _beat_once(self) -> None:
-        """Drop silent desktops; heartbeats with metrics to desktops and to workers."""
-        for session in self.desktops.silent(time.monotonic(), MISSED_HEARTBEATS * self.heartbeat):
-            log.warning("desktop %s silent; dropping it", session.name or session.key)
-            self._drop_session(session.routing_id)
+        """Heartbeats with metrics to desktops and to workers; drop desktops that are gone."""
         busy = len(self.running)
         metrics = hardware.metrics(busy_slots=busy, jobs_done=self.stats.jobs_done)
-        for session in self.desktops.greeted():
-            if self.pairing.is_paired(session.key):
-                self._send_front(session.routing_id, Heartbeat(metrics=metrics))
+        now, silence = time.monotonic(), MISSED_HEARTBEATS * self.heartbeat
+        for session in list(self.sessions.values()):
+            reached = None  # no heartbeat for strangers, pairing keys and the unpaired
+            if session.greeted and self.pairing.is_paired(session.key):
+                reached = self.desktops.reaches(session.routing_id, Heartbeat(metrics=metrics))
+            name = session.name or session.key
+            why = why_gone(session, now, silence, reached)
+            if why:
+                log.warning("desktop %s %s; dropping it", name, why)
+                self._drop_session(session.routing_id)
+            elif now - session.last_seen > silence and not session.quiet_told:
+                session.quiet_told = True
+                log.info("desktop %s silent for %.1f s but still connected (busy); its jobs are "
+                         "kept", name, now - session.last_seen)  # fmt: skip
         self.pool.beat()
         self._send_ready_if_changed()

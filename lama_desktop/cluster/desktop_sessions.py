@@ -21,12 +21,17 @@ from lama_desktop.cluster.protocol import (
     decode,
     refusal_for,
 )
-from lama_desktop.cluster.routers import configure_router, send_now
+from lama_desktop.cluster.routers import configure_router, send_now, send_status
 
 log = logging.getLogger(__name__)
 
 # A pending peer (one pairing with a code) sends one small PAIR; anything larger is dropped.
 PENDING_MAX_BYTES = 16 * 1024
+# A desktop silent for this many heartbeats is dropped, unless its connection is still alive.
+MISSED_HEARTBEATS = 3
+# A desktop whose connection is alive but which says nothing (its loop is busy: the app queuing
+# 100,000 photos at once) keeps its jobs this long before it is dropped all the same.
+QUIET_LIMIT_S = 60.0
 
 
 @dataclass
@@ -38,6 +43,29 @@ class DesktopSession:
     name: str = ""
     last_seen: float = 0.0
     greeted: bool = False  # sent HELLO: gets READY updates and heartbeats
+    quiet_told: bool = False  # "silent but connected" was logged for this silence
+
+
+def why_gone(session: DesktopSession, now: float, silence: float, reached: bool | None) -> str:
+    """Why the agent should drop this session now, or "" to keep it.
+
+    `reached`: whether the heartbeat just sent found the desktop's connection (None when the
+    session gets no heartbeat: not greeted, or not paired). libzmq pings every connection on
+    the front and closes one whose peer does not answer (ZMTP heartbeats, see `DesktopFront`);
+    the peer's libzmq answers from its own I/O thread, so a desktop whose Python loop is busy
+    still answers, while a vanished, frozen or cut-off machine does not. A silent desktop whose
+    connection is alive is therefore busy, not gone: its jobs are kept, up to QUIET_LIMIT_S.
+    """
+    quiet = now - session.last_seen
+    if quiet <= silence:
+        return ""
+    if reached is None:
+        return f"silent for {quiet:.1f} s"
+    if not reached:
+        return f"silent for {quiet:.1f} s and disconnected"
+    if quiet > QUIET_LIMIT_S:
+        return f"silent for {quiet:.0f} s although still connected"
+    return ""
 
 
 @dataclass
@@ -66,11 +94,18 @@ class AgentStats:
 class DesktopFront:
     """The desktops' socket: bind, read a message with its sender's session, answer it."""
 
-    def __init__(self, context: zmq.asyncio.Context, max_message_bytes: int) -> None:
+    def __init__(
+        self, context: zmq.asyncio.Context, max_message_bytes: int, heartbeat: float = 1.0
+    ) -> None:
         self.max_message_bytes = max_message_bytes
         self.sessions: dict[bytes, DesktopSession] = {}
         self.sock = context.socket(zmq.ROUTER)
         configure_router(self.sock, max_message_bytes + CURVE_FRAME_OVERHEAD)
+        # ZMTP heartbeats: libzmq pings each desktop every beat and closes a connection that
+        # stays mute for MISSED_HEARTBEATS beats (see `why_gone`).
+        beat_ms = max(1, round(heartbeat * 1000))
+        self.sock.setsockopt(zmq.HEARTBEAT_IVL, beat_ms)
+        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, MISSED_HEARTBEATS * beat_ms)
 
     def bind(self, address: str, keypair: KeyPair) -> str:
         """Listen as a Curve server behind ZAP; returns the endpoint bound (zmq.ZMQError)."""
@@ -85,6 +120,11 @@ class DesktopFront:
 
     def send(self, rid: bytes, msg: Any, payload: list[Any] | None = None) -> bool:
         return send_now(self.sock, rid, msg, payload or [])
+
+    def reaches(self, rid: bytes, msg: Any) -> bool:
+        """Send `msg`; False only when libzmq has no connection to that desktop any more (a
+        full queue still counts as reached: the desktop is connected, just not reading)."""
+        return send_status(self.sock, rid, msg, []) != zmq.EHOSTUNREACH
 
     def read(
         self, frames: list[zmq.Frame], now: float, stats: AgentStats
@@ -119,16 +159,12 @@ class DesktopFront:
         session = self.sessions.get(rid)
         if session is None or session.key != peer.key:
             session = self.sessions[rid] = DesktopSession(rid, peer.key)
-        session.last_seen = now
+        session.last_seen, session.quiet_told = now, False
         return session, msg, list(payload)
 
     def greeted(self) -> Iterator[DesktopSession]:
         """Sessions that said HELLO (they get READY updates and heartbeats)."""
         return (s for s in list(self.sessions.values()) if s.greeted)
-
-    def silent(self, now: float, limit: float) -> list[DesktopSession]:
-        """Sessions not heard from for more than `limit` seconds."""
-        return [s for s in self.sessions.values() if now - s.last_seen > limit]
 
     def still_there(self, queued: QueuedJob) -> bool:
         """The desktop that sent this job is still connected, with the same key."""

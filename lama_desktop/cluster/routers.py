@@ -30,14 +30,22 @@ def configure_router(sock: zmq.Socket, max_message_bytes: int) -> None:
 
 def send_now(sock: zmq.asyncio.Socket, rid: bytes, msg: Any, payload: list[Any]) -> bool:
     """Send to `rid` without waiting; False when the peer is gone or full."""
+    return send_status(sock, rid, msg, payload) == 0
+
+
+def send_status(sock: zmq.asyncio.Socket, rid: bytes, msg: Any, payload: list[Any]) -> int:
+    """Send to `rid` without waiting: 0 when sent, else the errno. With ROUTER_MANDATORY,
+    EHOSTUNREACH means libzmq holds no connection to that peer any more; EAGAIN, that its
+    queue is full (the peer is connected but not reading)."""
     # DONTWAIT: a stalled or vanished peer must never block the agent; the future is done.
     frames = [rid, *encode(msg, *payload)]
     future = cast(asyncio.Future[Any], sock.send_multipart(frames, flags=zmq.DONTWAIT, copy=False))
     exc = future.exception()
-    if exc is not None:
-        log.debug("could not send %s to %r: %s", type(msg).__name__, rid, exc)
-        return False
-    return True
+    if exc is None:
+        return 0
+    log.debug("could not send %s to %r: %s", type(msg).__name__, rid, exc)
+    errno = exc.errno if isinstance(exc, zmq.ZMQError) else None
+    return errno or -1
 
 
 async def serve_router(
