@@ -45,7 +45,7 @@ class BatchEntry:
     jobs: dict[str, PlannedJob]
     durable: bool
     created: float
-    done: asyncio.Future[list[JobOutcome]] = field(default_factory=asyncio.Future)
+    done: asyncio.Future[None] = field(default_factory=asyncio.Future)  # set when it ends
 
 
 @dataclass

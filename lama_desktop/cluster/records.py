@@ -123,13 +123,14 @@ class BatchRecord:
     finished: bool = False
     started_at: float | None = None
     job_ids: list[str] = field(default_factory=list)
+    total: int = 0  # jobs it will have; fewer are in job_ids while a large one is fed in
     counts: Counter[JobState] = field(default_factory=Counter)
     done_since_start: int = 0
     waiting: str = ""  # why its queued jobs wait, as last published ("" when none wait)
     missing_model: str = ""  # the model no node has, when that is why
 
     def state(self, paused_queue: bool) -> BatchState:
-        total = len(self.job_ids)
+        total = self.total
         final = sum(self.counts[s] for s in FINAL)
         if final == total:
             if self.counts[JobState.CANCELLED] and self.cancelled:
@@ -144,12 +145,12 @@ class BatchRecord:
         return BatchState.RUNNING if self.counts[JobState.RUNNING] else BatchState.QUEUED
 
     def view(self, owner: SchedulerState, now: float) -> BatchView:
-        total = len(self.job_ids)
+        total = self.total
         done = self.counts[JobState.DONE] + self.counts[JobState.SKIPPED]
         eta = None
         if self.started_at is not None and self.done_since_start and now > self.started_at:
             rate = self.done_since_start / (now - self.started_at)
-            remaining = self.counts[JobState.QUEUED] + self.counts[JobState.RUNNING]
+            remaining = total - sum(self.counts[s] for s in FINAL)  # queued, running, to come
             eta = remaining / rate if rate > 0 else None
         return BatchView(
             batch_id=self.batch_id,

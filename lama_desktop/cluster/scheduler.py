@@ -14,8 +14,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ __all__ = ["PAIR_TIMEOUT_S", "InpaintFailed", "PairingFailed", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
-ANNOUNCE_PER_TURN = 1000  # jobs of a large batch told to the panels per loop turn
+FEED_PER_TURN = 1000  # jobs of a large batch queued (and told to the panels) per loop turn
 HEADER_ROOM = 64 * 1024  # a JOB's header and framing, next to its image and mask
 
 
@@ -121,7 +122,7 @@ class Scheduler:
         # Where a NodeLink of any transport reports READY, RESULT, FAILED and down.
         self.node_events: NodeEvents = self.traffic
         self._started = False
-        self._announcing = False
+        self._feeding: set[str] = set()  # batches whose jobs are still being queued
 
     @property
     def journal(self) -> Journal | None:
@@ -161,6 +162,7 @@ class Scheduler:
         if not self._started:
             return
         self._started = False
+        self._feeding.clear()  # a batch still being queued is whole in the journal
         self.nodes.say_goodbye()
         others = [link for link in self.node_links.values() if not isinstance(link, ZmqNodeLink)]
         for link in others:  # HTTP endpoints: their requests and probes end here
@@ -250,13 +252,13 @@ class Scheduler:
         batch = BatchEntry(settings.to_dict(), plan.overwrite, planned, durable, time.time())
         self._batches[batch_id] = batch
         memory = estimate_memory(settings)
-        specs = [
+        specs = (
             JobSpec(
                 job_id, str(job.image), str(job.output), settings.model, settings.device, memory
             )
             for job_id, job in planned.items()
-        ]
-        self._apply(self.state.submit_batch(batch_id, name, output_dir, specs, self.clock()))
+        )
+        self._submit(batch_id, name, output_dir, specs, len(planned))
         if durable and self.journal is not None:
             stored = StoredBatch(
                 batch_id,
@@ -268,34 +270,50 @@ class Scheduler:
                 created=batch.created,
             )
             # Queued on the one journal thread before any update of these jobs (those wait for
-            # the flush loop); after the state's work, which then has the GIL to itself.
+            # the flush loop), and all of them at once: a crash while the rest are still being
+            # queued here resumes the whole batch.
             self.writer.submit(
                 f"the new batch {name}", _record_batch, self.journal, stored, planned
             )
-        self._announce_later()
         self._clear_leftovers(plan.jobs)
         return batch_id
 
-    def _announce_later(self) -> None:
-        """Tell the panels of a large batch's jobs a thousand per loop turn (see announce)."""
-        if self._announcing or not self.state.unannounced():
+    def _submit(
+        self,
+        batch_id: str,
+        name: str,
+        output_dir: str,
+        specs: Iterator[JobSpec],
+        total: int,
+        **options: bool,
+    ) -> None:
+        """Queue the first FEED_PER_TURN jobs now and the rest as many per loop turn: building
+        and telling 100,000 jobs at once held the app's GUI loop for seconds."""
+        first = list(islice(specs, FEED_PER_TURN))
+        now = self.clock()
+        self._apply(
+            self.state.submit_batch(batch_id, name, output_dir, first, now, total=total, **options)
+        )
+        if not self.state.missing_jobs(batch_id):
             return
-        self._announcing = True
-
-        def some() -> None:
-            self._apply(self.state.announce(ANNOUNCE_PER_TURN))
-            if self.state.unannounced():
-                loop.call_soon(some)
-            else:
-                self._announcing = False
-
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a script): all at once
-            self._apply(self.state.announce(self.state.unannounced()))
-            self._announcing = False
+            self._apply(self.state.add_jobs(batch_id, specs, self.clock()))
             return
-        loop.call_soon(some)
+        self._feeding.add(batch_id)
+
+        def more() -> None:
+            if batch_id not in self._feeding:
+                return  # the scheduler stopped: the journal has the batch for next time
+            chunk = list(islice(specs, FEED_PER_TURN))
+            self._apply(self.state.add_jobs(batch_id, chunk, self.clock()))
+            if self.state.missing_jobs(batch_id):
+                loop.call_soon(more)
+            else:
+                self._feeding.discard(batch_id)
+
+        loop.call_soon(more)
 
     def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
         """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""
@@ -324,38 +342,38 @@ class Scheduler:
             batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
             self._clear_leftovers(list(planned.values()))
-            memory = estimate_memory(settings)
-            specs = [
-                JobSpec(
-                    j.job_id,
-                    j.image,
-                    j.output,
-                    settings.model,
-                    settings.device,
-                    memory,
-                    state=j.state,
-                    attempts=j.attempts,
-                    crashes=j.crashes,
-                    reason=j.reason,
-                )
-                for j in jobs
-            ]
+            specs = self._resumed_specs(jobs, estimate_memory(settings), settings)
             log.info("resuming batch %s (%d jobs) from the journal", stored.name, len(jobs))
-            self._apply(
-                self.state.submit_batch(
-                    stored.batch_id,
-                    stored.name,
-                    stored.output_dir,
-                    specs,
-                    self.clock(),
-                    resumed=True,
-                    paused=stored.paused,
-                )
+            self._submit(
+                stored.batch_id,
+                stored.name,
+                stored.output_dir,
+                specs,
+                len(jobs),
+                resumed=True,
+                paused=stored.paused,
             )
-            self._announce_later()
-            for job in jobs:
-                if job.state == JobState.DONE:
-                    self.writer.dirty_jobs.add(job.job_id)  # recognised on disk: record it
+
+    def _resumed_specs(
+        self, jobs: list[StoredJob], memory: int, settings: JobSettings
+    ) -> Iterator[JobSpec]:
+        for j in jobs:
+            if j.state == JobState.DONE:
+                # Recognised on disk: recorded by the next flush. Marked as the state takes
+                # the job (`_submit` pulls and queues a chunk in one step), never before.
+                self.writer.dirty_jobs.add(j.job_id)
+            yield JobSpec(
+                j.job_id,
+                j.image,
+                j.output,
+                settings.model,
+                settings.device,
+                memory,
+                state=j.state,
+                attempts=j.attempts,
+                crashes=j.crashes,
+                reason=j.reason,
+            )
 
     async def inpaint(
         self, rgb: np.ndarray, mask: np.ndarray, settings: JobSettings
@@ -450,7 +468,8 @@ class Scheduler:
 
     async def wait_batch(self, batch_id: str) -> list[JobOutcome]:
         """Wait until every job of the batch is finished; returns one outcome per job."""
-        return await asyncio.shield(self._batches[batch_id].done)
+        await asyncio.shield(self._batches[batch_id].done)
+        return self.outcomes(batch_id)
 
     def outcomes(self, batch_id: str) -> list[JobOutcome]:
         """The outcome so far of every job of the batch, in plan order."""

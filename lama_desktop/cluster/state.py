@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lama_desktop.cluster.events import (
@@ -60,8 +60,6 @@ MAX_NODE_LOSSES = 3
 # How many queued jobs one pass looks past when the head ones fit no node (bounds dispatch cost).
 SCAN_LIMIT = 64
 DECLINE_PAUSE_S = 1.0  # a node that declined a job gets no new one for this long
-# Jobs of a batch told at once (JobChanged) by `submit_batch`; the rest through `announce`.
-ANNOUNCE_AT_ONCE = 1000
 INTERACTIVE = "\x00interactive"  # queue key of interactive jobs: sorts before every batch
 
 
@@ -80,7 +78,6 @@ class SchedulerState:
     # Jobs handed to a node (RUNNING), kept by `_set_state`: `tick` times out only these, so
     # its cost follows the active jobs, not every job ever submitted (100,000-photo batches).
     _running: dict[str, JobRecord] = field(default_factory=dict)
-    _unannounced: deque[str] = field(default_factory=deque)  # see `announce`
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _out: list[Action] = field(default_factory=list)
     _now: float = 0.0  # time of the event being handled, for views (throughput, ETA)
@@ -95,62 +92,71 @@ class SchedulerState:
         batch_id: str,
         name: str,
         output_dir: str,
-        jobs: list[JobSpec],
+        jobs: Iterable[JobSpec],
         now: float,
         *,
         resumed: bool = False,
         paused: bool = False,
+        total: int | None = None,
     ) -> list[Action]:
-        """Queue a batch (jobs already final, e.g. skipped or done before a restart, stay so)."""
-        self._now = now
+        """Queue a batch (jobs already final, e.g. skipped or done before a restart, stay so).
+
+        With a `total` larger than the jobs given, the rest come through `add_jobs`: the shell
+        feeds a large batch a chunk per loop turn, so queuing 100,000 photos never holds its
+        loop (the GUI's) for seconds. The batch counts all `total` jobs from the start and
+        cannot finish before the last has come.
+        """
+        jobs = list(jobs)
         position = max((b.position for b in self.batches.values()), default=-1) + 1
         batch = BatchRecord(batch_id, name, output_dir, position=position, resumed=resumed)
+        batch.total = len(jobs) if total is None else total
         batch.paused = paused
         self.batches[batch_id] = batch
         self._queues[batch_id] = []
-        for index, spec in enumerate(jobs):
-            job = self._add_job(spec, batch_id, announce=index < ANNOUNCE_AT_ONCE)
-            batch.job_ids.append(job.job_id)
-            if index >= ANNOUNCE_AT_ONCE:
-                self._unannounced.append(job.job_id)
-            if job.state == JobState.QUEUED:
-                self._enqueue(job)
         self._journal_batch(batch)
+        return self.add_jobs(batch_id, jobs, now)
+
+    def add_jobs(self, batch_id: str, jobs: Iterable[JobSpec], now: float) -> list[Action]:
+        """More jobs of a batch submitted with a larger `total` (those of a cancelled batch
+        arrive cancelled)."""
+        self._now = now
+        batch = self.batches[batch_id]
+        for spec in jobs:
+            job = self._add_job(spec, batch_id, cancelled=batch.cancelled)
+            batch.job_ids.append(job.job_id)
+        if len(batch.job_ids) > batch.total:
+            raise ValueError(f"batch {batch_id} got {len(batch.job_ids)} of {batch.total} jobs")
         self._update_batch(batch, now)
         self._dispatch(now)
         return self._flush()
 
+    def missing_jobs(self, batch_id: str) -> int:
+        """How many jobs of the batch `add_jobs` has still to bring."""
+        batch = self.batches.get(batch_id)
+        return batch.total - len(batch.job_ids) if batch is not None else 0
+
     def submit_interactive(self, spec: JobSpec, now: float) -> list[Action]:
         """Queue one interactive edit ahead of every batch job (runs even while paused)."""
         self._now = now
-        job = self._add_job(spec, None)
         self._queues.setdefault(INTERACTIVE, [])
-        self._enqueue(job)
+        self._add_job(spec, None)  # queued ahead of every batch job
         self._dispatch(now)
         return self._flush()
 
-    def _add_job(self, spec: JobSpec, batch_id: str | None, *, announce: bool = True) -> JobRecord:
+    def _add_job(
+        self, spec: JobSpec, batch_id: str | None, *, cancelled: bool = False
+    ) -> JobRecord:
         job = JobRecord.from_spec(spec, batch_id, next(self._seq))
         self.jobs[job.job_id] = job
+        if cancelled and job.state not in FINAL:
+            job.state, job.reason = JobState.CANCELLED, "cancelled"
+            self._out.append(JournalJob(job.job_id))
         if batch_id is not None:
             self.batches[batch_id].counts[job.state] += 1
-        if announce:
-            self._emit_job(job)
+        self._emit_job(job)
+        if job.state == JobState.QUEUED:
+            self._enqueue(job)
         return job
-
-    def announce(self, limit: int) -> list[Action]:
-        """JobChanged (their view as of now) for up to `limit` jobs of a large batch that
-        `submit_batch` left untold: the shell tells them a few at a time, so queuing 100,000
-        photos never blocks its loop (the GUI's) for seconds."""
-        for _ in range(min(limit, len(self._unannounced))):
-            job = self.jobs.get(self._unannounced.popleft())
-            if job is not None:
-                self._emit_job(job)
-        return self._flush()
-
-    def unannounced(self) -> int:
-        """How many jobs `announce` has still to tell."""
-        return len(self._unannounced)
 
     def _set_state(self, job: JobRecord, state: JobState) -> None:
         if job.state == state:

@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterator, ValuesView
 from typing import Any
 
-from lama_desktop.cluster.events import JobChanged, JobState
+import pytest
+
+from lama_desktop.cluster.events import BatchState, JobChanged, JobState
 from lama_desktop.cluster.records import JobRecord
-from lama_desktop.cluster.state import CancelOnNode, Dispatch, JobSpec, Publish, SchedulerState
+from lama_desktop.cluster.state import (
+    BatchFinished,
+    CancelOnNode,
+    Dispatch,
+    JobSpec,
+    JournalJob,
+    Publish,
+    SchedulerState,
+)
 
 
 class NoScanDict(dict[str, JobRecord]):
@@ -68,25 +78,42 @@ def test_finished_and_cancelled_jobs_leave_the_lease_index() -> None:
     assert not [a for a in state.tick(20.0) if isinstance(a, CancelOnNode)]
 
 
-def test_a_large_batch_is_told_a_thousand_jobs_at_a_time_with_their_current_view() -> None:
+def _told(actions: list[Any]) -> list[Any]:
+    return [
+        a.event.job for a in actions if isinstance(a, Publish) and isinstance(a.event, JobChanged)
+    ]
+
+
+def test_a_large_batch_comes_in_chunks_and_cannot_finish_before_its_last_job() -> None:
+    state = SchedulerState()
+    done = [JobSpec(f"j{i}", f"/in/{i}", f"/out/{i}", state=JobState.DONE) for i in range(2500)]
+    first = state.submit_batch("b", "b", "/out", done[:1000], 0.0, resumed=True, total=2500)
+    assert len(_told(first)) == 1000 and state.missing_jobs("b") == 1500
+    views = [a.event.batch for a in first if isinstance(a, Publish) and hasattr(a.event, "batch")]
+    assert views[-1].total == 2500 and views[-1].done == 1000
+    assert views[-1].state != BatchState.DONE  # 1,000 of 2,500 done: not finished
+    assert not any(isinstance(a, BatchFinished) for a in first)
+    second = state.add_jobs("b", done[1000:2000], 1.0)
+    assert len(_told(second)) == 1000 and not any(isinstance(a, BatchFinished) for a in second)
+    last = state.add_jobs("b", done[2000:], 2.0)
+    assert BatchFinished("b") in last and state.missing_jobs("b") == 0
+    with pytest.raises(ValueError, match="2501 of 2500"):
+        state.add_jobs("b", [JobSpec("extra", "/in/x")], 3.0)
+
+
+def test_jobs_of_a_batch_cancelled_while_it_comes_in_arrive_cancelled_and_journaled() -> None:
     state = SchedulerState()
     state.add_node("a", "a", "tcp://127.0.0.1:1", 0.0)
     state.node_ready("a", 0.0, slots=1, models=["opencv-ns"], device="cpu")
-    jobs = [JobSpec(f"j{i}", f"/in/{i}.png", f"/out/{i}.png") for i in range(2500)]
-    actions = state.submit_batch("b", "b", "/out", jobs, 0.0)
-    told = [
-        a.event.job for a in actions if isinstance(a, Publish) and isinstance(a.event, JobChanged)
-    ]
-    assert len({j.job_id for j in told}) == 1000 and state.unannounced() == 1500
-    state.cancel_job("j2400", 1.0)  # changed before it was told: told as it is now
-    later = []
-    while state.unannounced():
-        later += [
-            a.event.job
-            for a in state.announce(1000)
-            if isinstance(a, Publish) and isinstance(a.event, JobChanged)
-        ]
-    views = {j.job_id: j for j in later}
-    assert len(later) == 1500 and set(views) == {f"j{i}" for i in range(1000, 2500)}
-    assert views["j2400"].state == JobState.CANCELLED
-    assert views["j1500"].state == JobState.QUEUED
+    jobs = [JobSpec(f"j{i}", f"/in/{i}", f"/out/{i}") for i in range(30)]
+    sent = state.submit_batch("b", "b", "/out", jobs[:10], 0.0, total=30)
+    assert sum(isinstance(a, Dispatch) for a in sent) == 2  # 1 slot + 1 prefetched
+    cancelled = state.cancel_batch("b", 1.0)
+    assert not any(isinstance(a, BatchFinished) for a in cancelled)  # 20 jobs still to come
+    rest = state.add_jobs("b", jobs[10:], 2.0)
+    assert {j.state for j in _told(rest)} == {JobState.CANCELLED}
+    journaled = {a.job_id for a in rest if isinstance(a, JournalJob)}
+    assert journaled == {f"j{i}" for i in range(10, 30)}
+    assert not any(isinstance(a, Dispatch) for a in rest)
+    assert BatchFinished("b") in rest  # the last job came: the batch ends, cancelled
+    assert state.batches["b"].view(state, 2.0).state == BatchState.CANCELLED
