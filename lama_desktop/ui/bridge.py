@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,7 +55,6 @@ class ClusterBridge(QObject):
 
     nodeChanged = Signal(object)  # NodeChanged
     batchChanged = Signal(object)  # BatchChanged
-    jobChanged = Signal(object)  # JobChanged
     jobsChanged = Signal(object)  # list[JobView]: the jobs of one flush, each once (latest)
     pausedChanged = Signal(bool)
     snapshotReady = Signal(object)  # Snapshot
@@ -74,16 +74,28 @@ class ClusterBridge(QObject):
         self._flush_timer.setInterval(coalesce_ms)
         self._flush_timer.timeout.connect(self.flush)
         self._coalesce = coalesce_ms > 0
+        self._flush_due = False  # the flush timer runs
         self._serial = 0
         self._nodes: dict[str, NodeView] = {}
         self._batches: dict[str, BatchView] = {}
         self._jobs: dict[str, JobView] = {}
         self._batch_jobs: dict[str, list[str]] = {}
         self._paused = False
-        # AutoConnection: direct when published on this thread, queued from any other one.
-        self._incoming.connect(self._receive, Qt.ConnectionType.AutoConnection)
+        # Events published on this thread (the scheduler's, on the app's GUI loop) are taken
+        # directly; from any other thread they come through a queued signal. A Qt emit per
+        # event cost the GUI loop up to half a second per thousand jobs while the local
+        # agent's thread was busy: each one gives the GIL away and waits to get it back.
+        self._incoming.connect(self._receive, Qt.ConnectionType.QueuedConnection)
+        self._thread = threading.get_ident()
         self._apply(events.snapshot())
-        unsubscribe = events.subscribe(self._incoming.emit)
+
+        def incoming(event: Event) -> None:
+            if threading.get_ident() == self._thread:
+                self._receive(event)
+            else:
+                self._incoming.emit(event)
+
+        unsubscribe = events.subscribe(incoming)
         self._unsubscribe: Callable[[], None] | None = unsubscribe
         # A lambda holding only the bus handle: the Python side may be gone by then.
         self.destroyed.connect(lambda *_: unsubscribe())
@@ -145,12 +157,14 @@ class ClusterBridge(QObject):
         key = _coalesce_key(event, self._serial)
         self._pending.pop(key, None)  # moved to the end: events keep their latest order
         self._pending[key] = event
-        if not self._flush_timer.isActive():
+        if not self._flush_due:  # a Python flag: no call into Qt per event
+            self._flush_due = True
             self._flush_timer.start()
 
     def flush(self) -> None:
         """Hand on the gathered events now (the timer does it every `coalesce_ms`)."""
         self._flush_timer.stop()
+        self._flush_due = False
         pending, self._pending = self._pending, {}
         jobs: list[JobView] = []
         for event in pending.values():
@@ -161,7 +175,6 @@ class ClusterBridge(QObject):
     def _handle(self, event: Event, jobs: list[JobView]) -> None:
         if isinstance(event, JobChanged):
             self._remember_job(event.job)
-            self.jobChanged.emit(event)
             if self._coalesce:
                 jobs.append(event.job)
             else:
