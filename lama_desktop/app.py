@@ -80,6 +80,7 @@ class EmbeddedCluster:
             keypair=self.keypair,
             name=socket.gethostname(),
             job_timeout=settings.job_timeout,
+            pause_collector=True,  # its loop is the GUI's: no full collection while queuing
         )
         self.agent: Any = None
         self.local_node: str | None = None

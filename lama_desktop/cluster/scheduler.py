@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lama_desktop.cluster import collector
 from lama_desktop.cluster import protocol as p
 from lama_desktop.cluster.events import (
     BatchState,
@@ -74,8 +75,12 @@ class Scheduler:
         job_timeout: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         max_message_bytes: int = p.MAX_MESSAGE_BYTES,
+        pause_collector: bool = False,
     ) -> None:
+        """`pause_collector`: hold the cyclic garbage collector while a large batch is queued
+        and freeze what it made (`collector`): for the app, whose GUI loop this is."""
         self.keypair = keypair
+        self.pause_collector = pause_collector
         self.name = name
         self.heartbeat = heartbeat
         self.clock = clock
@@ -162,7 +167,9 @@ class Scheduler:
         if not self._started:
             return
         self._started = False
-        self._feeding.clear()  # a batch still being queued is whole in the journal
+        for _ in self._feeding:  # a batch still being queued is whole in the journal
+            self._fed()
+        self._feeding.clear()
         self.nodes.say_goodbye()
         others = [link for link in self.node_links.values() if not isinstance(link, ZmqNodeLink)]
         for link in others:  # HTTP endpoints: their requests and probes end here
@@ -302,18 +309,31 @@ class Scheduler:
             self._apply(self.state.add_jobs(batch_id, specs, self.clock()))
             return
         self._feeding.add(batch_id)
+        if self.pause_collector:
+            collector.PAUSE.hold()
 
         def more() -> None:
             if batch_id not in self._feeding:
                 return  # the scheduler stopped: the journal has the batch for next time
-            chunk = list(islice(specs, FEED_PER_TURN))
-            self._apply(self.state.add_jobs(batch_id, chunk, self.clock()))
+            try:
+                chunk = list(islice(specs, FEED_PER_TURN))
+                self._apply(self.state.add_jobs(batch_id, chunk, self.clock()))
+            except BaseException:
+                self._feeding.discard(batch_id)
+                self._fed()
+                raise
             if self.state.missing_jobs(batch_id):
                 loop.call_soon(more)
             else:
                 self._feeding.discard(batch_id)
+                self._fed()
 
         loop.call_soon(more)
+
+    def _fed(self) -> None:
+        """One feed ended (or stopped)."""
+        if self.pause_collector:
+            collector.PAUSE.release()
 
     def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
         """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""

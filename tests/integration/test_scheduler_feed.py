@@ -4,6 +4,7 @@ seconds), counts all its jobs from the start, and a stop midway loses none of th
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ COUNT = 3 * FEED_PER_TURN + 500
 SETTINGS = JobSettings(model="opencv-ns", device="cpu")
 
 
-def _scheduler(tmp_path: Path) -> Scheduler:
+def _scheduler(tmp_path: Path, **options: bool) -> Scheduler:
     keypair = load_or_create_keypair(tmp_path / "desktop.key")
-    return Scheduler(journal=tmp_path / "journal.sqlite3", keypair=keypair, name="desk")
+    journal = tmp_path / "journal.sqlite3"
+    return Scheduler(journal=journal, keypair=keypair, name="desk", **options)
 
 
 def _plan(root: Path) -> BatchPlan:
@@ -71,3 +73,31 @@ def test_a_large_batch_is_queued_over_loop_turns_and_a_stop_midway_loses_none(
 
     batch_id = asyncio.run(first_run())
     asyncio.run(second_run(batch_id))
+
+
+def test_the_apps_scheduler_holds_the_collector_while_it_queues_and_frees_it_after(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        scheduler = _scheduler(tmp_path, pause_collector=True)
+        await scheduler.start()
+        try:
+            frozen = gc.get_freeze_count()
+            first = scheduler.submit_batch(_plan(tmp_path / "a"), SETTINGS, "a")
+            assert not gc.isenabled()  # no full collection walks the loop while it queues
+            await wait_for(lambda: not scheduler.state.missing_jobs(first), 10, "the feed")
+            assert gc.isenabled() and gc.get_freeze_count() > frozen + COUNT
+            second = scheduler.submit_batch(_plan(tmp_path / "b"), SETTINGS, "b")
+            assert scheduler.state.missing_jobs(second) and not gc.isenabled()
+        finally:
+            await scheduler.stop()  # midway through the second feed
+        assert gc.isenabled()
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        asyncio.run(run())
+    finally:
+        gc.unfreeze()
+        if not was:
+            gc.disable()
