@@ -28,6 +28,10 @@ from lama_desktop.engine.base import EngineError
 log = logging.getLogger(__name__)
 
 PROBE_FAILURES_DOWN = 2  # failed probes in a row before a working endpoint is called down
+# The most an endpoint's answer may be: a probe's JSON, and a job's image (as big as a message
+# may be). A larger or endless answer is cut off instead of filling the desktop's memory.
+PROBE_REPLY_BYTES = 1024 * 1024
+ANSWER_BYTES = p.MAX_MESSAGE_BYTES
 _PERMANENT = (400, 413, 422)  # the request itself is bad: another try cannot help
 # Busy, cold-starting or without the model for now: not the job's fault, try elsewhere first.
 _DECLINED = (429, 503)
@@ -153,7 +157,7 @@ class HttpNodeLink(NodeLink):
         timeout = aiohttp.ClientTimeout(total=max(2.0, 2 * self.heartbeat))
         for route in ("/api/v1/server-config", "/api/v1/model"):
             async with self._session.get(self.url + route, timeout=timeout) as reply:
-                data = await reply.read()
+                data = await read_capped(reply, PROBE_REPLY_BYTES, f"GET {route}")
                 if reply.status != 200:
                     raise EngineError(error_detail(reply.status, data))
         info = _json(data)
@@ -192,6 +196,9 @@ class HttpNodeLink(NodeLink):
                 return
             try:
                 status, data = await self._post(body)
+            except EngineError as exc:  # an answer over the limit
+                self._report_failed(p.Failed(job=msg.job, reason=str(exc)), generation)
+                return
             except (aiohttp.ClientConnectionError, OSError) as exc:
                 if generation == self._generation and not self._closed:
                     self._ready = False
@@ -234,7 +241,7 @@ class HttpNodeLink(NodeLink):
             headers={"Content-Type": "application/json"},
             timeout=timeout,
         ) as reply:
-            return reply.status, await reply.read()
+            return reply.status, await read_capped(reply, ANSWER_BYTES, "POST /api/v1/inpaint")
 
     def _report_failed(self, failed: p.Failed, generation: int) -> None:
         if generation == self._generation and not self._closed:
@@ -269,3 +276,17 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientError | OSError):
         return f"unreachable: {exc}"
     return str(exc)
+
+
+async def read_capped(reply: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The body of `reply`, or EngineError as soon as it is known to exceed `limit` bytes."""
+    size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit} bytes"
+    too_big = f"the answer to {what} is larger than {size}; not read"
+    if reply.content_length is not None and reply.content_length > limit:
+        raise EngineError(too_big)
+    body = bytearray()
+    async for chunk in reply.content.iter_chunked(1024 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise EngineError(too_big)
+    return bytes(body)
