@@ -239,6 +239,7 @@ class NodesPanel(QWidget):
         self.local_box = QCheckBox("Use this computer's workers", self)
         self.status = QLabel(self)
         self.status.setWordWrap(True)
+        self._status_node: str | None = None  # the node the status line names
         buttons = QHBoxLayout()
         for w in (self.add_button, self.remove_button, self.enable_button):
             buttons.addWidget(w)
@@ -262,9 +263,14 @@ class NodesPanel(QWidget):
         bridge.nodeChanged.connect(self._on_node_changed)
         self._update_buttons()
 
+    def show_status(self, text: str, node_id: str | None = None) -> None:
+        """Say `text` under the table; `node_id`: the node it is about, if it names one."""
+        self.status.setText(text)
+        self._status_node = node_id
+
     def _on_node_changed(self, event: NodeChanged) -> None:
-        if event.removed and event.node.name in self.status.text():
-            self.status.clear()  # no "Paired with" about a node that is gone
+        if event.removed and event.node.node_id == self._status_node:
+            self.show_status("")  # no "Paired with" about a node that is gone
 
     def selected_node(self) -> NodeView | None:
         """The node whose row is selected, if any."""
@@ -357,22 +363,22 @@ class NodesPanel(QWidget):
     @async_slot
     async def attach(self, spec: Any) -> None:
         """Add an IOPaint-compatible HTTP endpoint as a node (remembered like a paired one)."""
-        self.status.setText(f"Adding {spec.url}…")
+        self.show_status(f"Adding {spec.url}…")
         try:
-            await self.scheduler.add_node(spec.address, spec.token, "")
+            node_id = await self.scheduler.add_node(spec.address, spec.token, "")
         except Exception as exc:
-            self.status.setText(f"Adding {spec.url} failed: {exc}")
+            self.show_status(f"Adding {spec.url} failed: {exc}")
             raise
-        self.status.setText(f"Added {spec.url}; it is used once it answers.")
+        self.show_status(f"Added {spec.url}; it is used once it answers.", node_id)
 
     @async_slot
     async def pair(self, link: Any) -> None:
         """Pair with the agent a link names; the node then shows in the table."""
-        self.status.setText(f"Pairing with {link.host}:{link.port}…")
+        self.show_status(f"Pairing with {link.host}:{link.port}…")
         try:
             node_id = await self.scheduler.pair(link)
         except Exception as exc:
-            self.status.setText(f"Pairing with {link.host}:{link.port} failed: {exc}")
+            self.show_status(f"Pairing with {link.host}:{link.port} failed: {exc}")
             raise
         node = self.bridge.node(node_id)
-        self.status.setText(f"Paired with {node.name if node else link.host}.")
+        self.show_status(f"Paired with {node.name if node else link.host}.", node_id)

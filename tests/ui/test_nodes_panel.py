@@ -168,7 +168,12 @@ def test_buttons_disable_enable_remove_and_local_workers(qtbot, monkeypatch) -> 
     # Remove asks first (window-modal box opened with open(), never exec()), saying how many
     # photos run there; afterwards no "Paired with" text about the node is left.
     bus.publish(NodeChanged(replace(nodes["n2"], current_jobs=("j1", "j2"))))
-    panel.status.setText(f"Paired with {nodes['n2'].name}.")
+    panel.show_status(f"Paired with {nodes['n2'].name}.", "n2")
+    # Another node whose name is part of this one's goes: the line is not about it, and stays.
+    other = NodeView("n3", "stud", "tcp://10.0.0.6:7890", "CPU", NodeState.IDLE)
+    bus.publish(NodeChanged(other))
+    bus.publish(NodeChanged(other, removed=True))
+    assert panel.status.text() == "Paired with studio."
     panel.table.selectRow(1)
     panel.remove_button.click()
     box = next(w for w in panel.findChildren(QMessageBox) if w.isVisible())
