@@ -26,6 +26,7 @@ from lama_desktop.ui.async_slot import async_slot, set_error_handler, show_error
 from lama_desktop.ui.bridge import toggle_queue
 from lama_desktop.ui.editor import EditorWidget
 from lama_desktop.ui.editor.dialogs import ask, choose_open_path, choose_save_path
+from lama_desktop.ui.model_downloads import ModelDownloads
 from lama_desktop.ui.queue_model import unique_batch_name
 from lama_desktop.ui.window_state import load_window_state, save_window_state
 
@@ -60,7 +61,11 @@ class MainWindow(QMainWindow):
         self._stepping_to: Path | None = None  # the photo the last Next/Previous asked for
         self.setWindowTitle("Lama Desktop")
         self.setAcceptDrops(True)
-        self.editor = EditorWidget(scheduler, settings, self.dirs.models, self)
+        # One download per model for the editor's banner and the Queue panel; once a file is
+        # in place the local workers restart, so that they report it.
+        self.downloads = ModelDownloads(self.dirs.models, self)
+        self.downloads.downloaded.connect(lambda _model: self._restart_local_workers())
+        self.editor = EditorWidget(scheduler, settings, self.downloads, self)
         self.setCentralWidget(self.editor)
         self._build_docks()
         self._build_status_bar()
@@ -86,11 +91,8 @@ class MainWindow(QMainWindow):
         from lama_desktop.ui.queue_panel import QueuePanel
 
         self.nodes_panel = NodesPanel(self.bridge, self.scheduler, self)
-        self.queue_panel = QueuePanel(
-            self.bridge, self.scheduler, self, models_dir=self.dirs.models
-        )
+        self.queue_panel = QueuePanel(self.bridge, self.scheduler, self, downloads=self.downloads)
         self.nodes_panel.localWorkersToggled.connect(self._on_local_workers_toggled)
-        self.queue_panel.modelDownloaded.connect(lambda _model: self._restart_local_workers())
         self.nodes_dock = self._dock("Nodes", self.nodes_panel)
         self.queue_dock = self._dock("Queue", self.queue_panel)
         self.tabifyDockWidget(self.nodes_dock, self.queue_dock)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +25,7 @@ from lama_desktop.cluster.events import BatchState, BatchView, JobState, JobView
 from lama_desktop.ui.async_slot import async_slot
 from lama_desktop.ui.bridge import ClusterBridge, run_command, toggle_queue
 from lama_desktop.ui.editor.dialogs import ask
+from lama_desktop.ui.model_downloads import ModelDownloads
 from lama_desktop.ui.progress_delegate import ProgressDelegate
 from lama_desktop.ui.queue_model import PROGRESS_COLUMN, QueueModel, batch_state_text, is_bad
 
@@ -35,20 +35,21 @@ _FINISHED = (BatchState.DONE, BatchState.FAILED, BatchState.CANCELLED)
 class QueuePanel(QWidget):
     """The Queue dock: a batch -> jobs tree and buttons acting on the selected batch or job."""
 
-    modelDownloaded = Signal(str)  # a model a batch waited for is now in the models folder
-
     def __init__(
         self,
         bridge: ClusterBridge,
         scheduler: Any,
         parent: QWidget | None = None,
         *,
-        models_dir: Path | None = None,
+        downloads: ModelDownloads | None = None,
     ):
+        """`downloads`: the app's model downloads (without, no Download button is offered)."""
         super().__init__(parent)
         self.bridge = bridge
         self.scheduler = scheduler
-        self.models_dir = models_dir
+        self.downloads = downloads
+        self._download_shown = ""  # the model whose download the button follows
+        self._download_failed = ""  # the model whose last download failed
         self.model = QueueModel(bridge, self)
         self.tree = QTreeView(self)
         self.tree.setModel(self.model)
@@ -109,7 +110,11 @@ class QueuePanel(QWidget):
         self.open_button.clicked.connect(self.open_output_folder)
         self.clear_button.clicked.connect(self.clear_finished)
         self.download_button.clicked.connect(self._download_clicked)
-        self._download: asyncio.Future[Any] | None = None
+        if downloads is not None:
+            downloads.started.connect(lambda _model: self._update_download())
+            downloads.progressed.connect(self._download_progressed)
+            downloads.downloaded.connect(lambda _model: self._update_download())
+            downloads.failed.connect(self._download_ended_badly)
         self.tree.selectionModel().currentRowChanged.connect(self._update_buttons)
         for signal in (
             self.model.dataChanged, self.model.rowsInserted, self.model.rowsRemoved,
@@ -274,33 +279,55 @@ class QueuePanel(QWidget):
         return next((b.missing_model for b in self.bridge.batches() if b.missing_model), "")
 
     def _update_download(self) -> None:
+        """Offer the waited-for model's download, or follow the one running."""
         model = self.waiting_model()
-        busy = self._download is not None and not self._download.done()
-        self.download_button.setVisible((bool(model) and self.models_dir is not None) or busy)
-        if model and not busy:
-            self.download_button.setText(f"Download {model}")
-            self.download_button.setEnabled(True)
+        if (
+            self.downloads is not None
+            and not model
+            and self.downloads.running(self._download_shown)
+        ):
+            model = self._download_shown  # the batch stopped waiting; the download goes on
+        button = self.download_button
+        if self.downloads is None or not model:
+            button.hide()
+            return
+        button.show()
+        if self.downloads.running(model):
+            if not button.text().startswith("Downloading"):
+                button.setText(f"Downloading {model}…")
+            button.setEnabled(False)
+        elif not self.downloads.is_missing(model):
+            button.setText(f"{model} downloaded")  # the batch starts as workers report it
+            button.setEnabled(False)
+        else:
+            again = "Retry download of" if model == self._download_failed else "Download"
+            button.setText(f"{again} {model}")
+            button.setEnabled(True)
 
     def _download_clicked(self) -> None:
-        self._download = self.download_model(self.waiting_model())
+        self.download_model(self.waiting_model())
 
     @async_slot
     async def download_model(self, model: str) -> None:
-        """Fetch a model file off the GUI thread; local workers pick it up (modelDownloaded)."""
-        from lama_desktop.engine.modelstore import ModelStore
+        """Fetch a model file off the GUI thread (the app then restarts its local workers,
+        which report the new model); the button follows its progress."""
+        assert self.downloads is not None
+        self._download_shown, self._download_failed = model, ""
+        task = self.downloads.start(model)
+        self._update_download()
+        if task is not None:  # else it runs already (the editor's banner started it)
+            await task
 
-        assert self.models_dir is not None
-        store = ModelStore(self.models_dir)
-        self.download_button.setEnabled(False)
-        self.download_button.setText(f"Downloading {model}…")
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, store.download, model)
-        except BaseException:
-            self.download_button.setText(f"Retry download of {model}")
-            self.download_button.setEnabled(True)
-            raise
-        self.download_button.setText(f"{model} downloaded")
-        self.modelDownloaded.emit(model)
+    def _download_progressed(self, model: str, done: int, total: int) -> None:
+        if model in (self._download_shown, self.waiting_model()):
+            self._download_shown = model
+            size = f" {done >> 20} of {total >> 20} MiB" if total else ""
+            self.download_button.setText(f"Downloading {model}…{size}")
+            self._update_download()
+
+    def _download_ended_badly(self, model: str, _reason: str) -> None:
+        self._download_failed = model
+        self._update_download()
 
 
 def cancel_question(item: BatchView | JobView | None) -> str:

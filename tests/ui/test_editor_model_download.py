@@ -14,6 +14,7 @@ import pytest
 
 from lama_desktop.config import AppDirs
 from lama_desktop.ui.editor.model_banner import FALLBACK_MODEL, ModelBanner
+from lama_desktop.ui.model_downloads import ModelDownloads
 from tests.ui.conftest import LoopRunner, Recorder
 
 pytestmark = [
@@ -56,7 +57,8 @@ def test_missing_model_falls_back_then_downloads_with_progress(
 ) -> None:
     monkeypatch.setenv("LAMA_MODEL_URL", model_server)
     monkeypatch.setenv("LAMA_MODEL_MD5", hashlib.md5(PAYLOAD).hexdigest())
-    banner = ModelBanner(app_env.models)
+    downloads = ModelDownloads(app_env.models)
+    banner = ModelBanner(downloads)
     qtbot.addWidget(banner)
     banner.show_for("lama")
     assert not banner.isHidden()
@@ -64,11 +66,11 @@ def test_missing_model_falls_back_then_downloads_with_progress(
     assert "OpenCV" in banner._label.text()
     assert banner.effective_model("opencv-telea") == "opencv-telea"
 
-    progress = Recorder(banner.progressed)
+    progress = Recorder(downloads.progressed)
     done = Recorder(banner.downloaded)
     qloop.run(banner.download(), timeout=30)
     assert done.calls == [("lama",)]
-    assert progress.calls and progress.calls[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert progress.calls and progress.calls[-1] == ("lama", len(PAYLOAD), len(PAYLOAD))
     assert (app_env.models / "big-lama.pt").read_bytes() == PAYLOAD
     assert banner.effective_model("lama") == "lama"
     assert banner.isHidden()
@@ -84,7 +86,7 @@ def test_failed_download_keeps_opencv_and_offers_retry(
     slots.set_error_handler(lambda _p, _t, error: shown.append(str(error)))
     try:
         monkeypatch.setenv("LAMA_MODEL_URL", "http://127.0.0.1:9/nothing-here.pt")
-        banner = ModelBanner(Path(app_env.models))
+        banner = ModelBanner(ModelDownloads(Path(app_env.models)))
         qtbot.addWidget(banner)
         banner.show_for("lama")
         with pytest.raises(DownloadError):

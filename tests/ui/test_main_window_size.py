@@ -179,10 +179,12 @@ def test_batch_names_are_unique_and_say_when() -> None:
 def test_a_downloaded_model_restarts_the_local_workers(
     qtbot: Any, qloop: LoopRunner, app_env: AppDirs, settings: AppSettings
 ) -> None:
-    """Workers list their models when they start: fresh ones report the new model."""
+    """Workers list their models when they start: fresh ones report the new model, whether
+    the editor's banner or the Queue panel downloaded it (they share the window's downloads)."""
     win = make_window(qtbot, settings, app_env)
     calls: list[object] = []
     win.set_agent(SimpleNamespace(set_workers=calls.append))
-    win.queue_panel.modelDownloaded.emit("lama")
+    assert win.editor.banner._downloads is win.downloads is win.queue_panel.downloads
+    win.downloads.downloaded.emit("lama")
     assert calls == [0, 1]  # off, then the one worker the test settings ask for
     win.shutdown()

@@ -21,6 +21,7 @@ from lama_desktop.cluster.events import (
     QueuePaused,
 )
 from lama_desktop.ui.bridge import ClusterBridge
+from lama_desktop.ui.model_downloads import ModelDownloads
 from lama_desktop.ui.queue_model import COLUMNS, FAILED_ROLE, PROGRESS_ROLE, format_eta
 from lama_desktop.ui.queue_panel import QueuePanel
 
@@ -66,10 +67,11 @@ def text(panel: QueuePanel, row: int, column: str, parent=QModelIndex(), role=0)
 
 
 @pytest.fixture
-def setup(qtbot):
+def setup(qtbot, tmp_path):
     bus = EventBus()
     scheduler = RecordingScheduler(bus)
-    panel = QueuePanel(ClusterBridge(bus), scheduler)
+    downloads = ModelDownloads(tmp_path / "models")
+    panel = QueuePanel(ClusterBridge(bus), scheduler, downloads=downloads)
     qtbot.addWidget(panel)
     return bus, scheduler, panel
 
@@ -231,7 +233,6 @@ def test_progress_bar_paints(setup, qtbot) -> None:
 
 def test_queued_photos_say_why_they_wait_and_a_missing_model_can_be_downloaded(setup, tmp_path):
     bus, _, panel = setup
-    panel.models_dir = tmp_path
     bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting="no node connected")))
     bus.publish(JobChanged(job("j1")))
     bus.publish(JobChanged(job("j2", attempts=1, reason="worker crashed")))
@@ -296,26 +297,44 @@ def test_clear_finished_and_open_folder_without_a_file_manager(setup, monkeypatc
 
 
 def test_download_button_fetches_the_missing_model_off_the_gui_thread(
-    setup, qloop, tmp_path, monkeypatch
+    setup, qloop, qtbot, monkeypatch
 ) -> None:
     import threading
 
     from lama_desktop.engine.modelstore import ModelStore
+    from lama_desktop.ui.editor.model_banner import ModelBanner
 
     bus, _, panel = setup
-    panel.models_dir = tmp_path
     fetched: list[tuple[str, bool]] = []
+    release = threading.Event()
 
     def download(store, name, progress=None, url=None):
         fetched.append((name, threading.current_thread() is threading.main_thread()))
-        return tmp_path / "big-lama.pt"
+        progress(5 << 20, 10 << 20)
+        release.wait(10)
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.path(name).write_bytes(b"model")
+        return store.path(name)
 
     monkeypatch.setattr(ModelStore, "download", download)
+    # The editor's banner shares the app's downloads: it follows one the panel started.
+    banner = ModelBanner(panel.downloads)
+    qtbot.addWidget(banner)
+    banner.show_for("lama")
     downloaded: list[str] = []
-    panel.modelDownloaded.connect(downloaded.append)
+    panel.downloads.downloaded.connect(downloaded.append)
     waiting = "no node has model lama"
     bus.publish(BatchChanged(batch(state=BatchState.QUEUED, waiting=waiting, missing_model="lama")))
     panel.download_button.click()
+    qloop.wait_until(lambda: "5 of 10 MiB" in panel.download_button.text(), timeout=5)
+    assert not panel.download_button.isEnabled()
+    assert banner.downloading() and not banner._button.isEnabled()
+    assert banner._bar.value() == 5 and banner._bar.maximum() == 10
+    banner._button.click()  # disabled: nothing happens
+    qloop.run(banner.download(), timeout=5)  # joins the running one: no second fetch
+    release.set()
     qloop.wait_until(lambda: downloaded == ["lama"], timeout=5)
     assert fetched == [("lama", False)]
     assert panel.download_button.text() == "lama downloaded"
+    assert not panel.download_button.isEnabled()
+    assert banner.isHidden()  # the editor now uses the model

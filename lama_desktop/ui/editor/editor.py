@@ -45,6 +45,7 @@ from lama_desktop.ui.editor.model_banner import ModelBanner
 from lama_desktop.ui.editor.pixels import Box, changed_box
 from lama_desktop.ui.flow_layout import FlowLayout
 from lama_desktop.ui.model_choice import model_box
+from lama_desktop.ui.model_downloads import ModelDownloads
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,10 @@ class EditorWidget(QWidget):
         self,
         scheduler: Inpainter,
         settings: AppSettings,
-        models_dir: Path,
+        models: ModelDownloads | Path,
         parent: QWidget | None = None,
     ) -> None:
+        """`models`: the app's shared downloads, or a models folder (an editor on its own)."""
         super().__init__(parent)
         self._scheduler = scheduler
         self._settings = settings
@@ -88,7 +90,9 @@ class EditorWidget(QWidget):
         self._round: asyncio.Future[Any] | None = None
         self.undo_stack = QUndoStack(self)
         self.canvas = Canvas(self)
-        self.banner = ModelBanner(models_dir, self)
+        if not isinstance(models, ModelDownloads):
+            models = ModelDownloads(models, self)
+        self.banner = ModelBanner(models, self)
         self.filmstrip = Filmstrip(self)
         self._opening: Path | None = None  # the photo being decoded now (the latest asked)
         self._opens = 0  # counts opens asked for: only the latest one's photo is shown
