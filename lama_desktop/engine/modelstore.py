@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import shutil
+import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -116,6 +119,18 @@ class ModelStore:
         target = self.path(name)
         part = target.with_name(target.name + ".part")
         self.root.mkdir(parents=True, exist_ok=True)
+        # One download per file at a time (the editor's banner, the Queue panel and a
+        # `models download` may ask at once): a second one waits, then finds the file there.
+        with _exclusive(target.with_name(target.name + ".lock")) as waited:
+            if waited and self.is_present(name) and self.matches_checksum(name):
+                log.info("%s was downloaded meanwhile by another download", spec.filename)
+                return target
+            return self._download_locked(name, source, part, target, progress)
+
+    def _download_locked(
+        self, name: str, source: str, part: Path, target: Path, progress: Progress | None
+    ) -> Path:
+        spec = self.file(name)
         try:
             self._fetch(source, part, progress)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
@@ -203,6 +218,38 @@ class ModelStore:
             temp.unlink(missing_ok=True)
             raise
         return target
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on the file `lock` (made if missing); yields whether it had to
+    wait for another holder. POSIX flock, or msvcrt on Windows; freed when the holder dies."""
+    with lock.open("a+b") as handle:
+        waited = not _try_lock(handle.fileno(), wait=False)
+        if waited:
+            _try_lock(handle.fileno(), wait=True)
+        yield waited  # the lock ends when the file is closed
+
+
+def _try_lock(fd: int, *, wait: bool) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return True
+            except OSError:
+                if not wait:
+                    return False
+                time.sleep(0.5)
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _fsync(path: Path) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import logging
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,13 +113,30 @@ def test_good_download(store: ModelStore, server: FileServer) -> None:
     assert server.ranges == [None]
 
 
+def test_two_downloads_at_once_fetch_the_file_once(store: ModelStore, server: FileServer) -> None:
+    """The banner and the Queue panel (or the app and `models download`) ask together: the
+    second waits for the first and finds the file there."""
+    second: list[Path] = []
+    waiting = threading.Thread(target=lambda: second.append(store.download("lama")))
+
+    def progress(done: int, total: int | None) -> None:
+        if not waiting.is_alive() and not second:
+            waiting.start()
+            time.sleep(0.3)  # the second asks while the first is half way
+
+    first = store.download("lama", progress=progress)
+    waiting.join(10)
+    assert second == [first] and first.read_bytes() == PAYLOAD
+    assert server.ranges == [None]  # one request: the second did not fetch again
+
+
 def test_corrupted_download_is_rejected_and_removed(store: ModelStore, server: FileServer) -> None:
     server.body = PAYLOAD[:-1] + b"\x00"
     with pytest.raises(DownloadError, match="corrupt") as err:
         store.download("lama")
     assert hashlib.md5(PAYLOAD).hexdigest() in str(err.value)
     assert not store.path("lama").exists()
-    assert not list(store.root.iterdir())  # no partial file left either
+    assert [f.name for f in store.root.iterdir()] == ["big-lama.pt.lock"]  # no partial file
 
 
 def test_interrupted_download_resumes_with_range(store: ModelStore, server: FileServer) -> None:
