@@ -168,14 +168,14 @@ class JournalWriter:
         job = self.state.jobs.get(job_id)
         if job is None or job.batch_id is None or not self.batches[job.batch_id].durable:
             return None
-        planned = self.batches[job.batch_id].jobs[job_id]
+        files = self.batches[job.batch_id].jobs[job_id]
         return StoredJob(
             job_id,
             job.batch_id,
             job.seq,
-            str(planned.image),
-            str(planned.mask),
-            str(planned.output),
+            files.image,
+            files.mask,
+            files.output,
             job.state,
             job.attempts,
             job.crashes,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -36,6 +36,7 @@ from lama_desktop.cluster.jobfiles import (
     BatchEntry,
     EditEntry,
     InteractiveResult,
+    JobFiles,
     edit_payload,
     estimate_memory,
     settings_dict,
@@ -255,17 +256,20 @@ class Scheduler:
         """Queue every job of the plan; returns the batch id. Durable batches survive a crash."""
         batch_id = f"b-{secrets.token_hex(6)}"
         output_dir = str(plan.jobs[0].output.parent) if plan.jobs else ""
-        planned = {f"{batch_id}-{i}": job for i, job in enumerate(plan.jobs)}
-        batch = BatchEntry(settings.to_dict(), plan.overwrite, planned, durable, time.time())
+        batch = BatchEntry(settings.to_dict(), plan.overwrite, {}, durable, time.time())
         self._batches[batch_id] = batch
         memory = estimate_memory(settings)
-        specs = (
-            JobSpec(
-                job_id, str(job.image), str(job.output), settings.model, settings.device, memory
-            )
-            for job_id, job in planned.items()
-        )
-        self._submit(batch_id, name, output_dir, specs, len(planned))
+
+        def specs() -> Iterator[JobSpec]:
+            # Pulled a chunk per loop turn by `_submit`: each job's files are kept as strings
+            # as the state takes it (the plan's Paths go with the plan).
+            for i, job in enumerate(plan.jobs):
+                job_id = f"{batch_id}-{i}"
+                files = batch.jobs[job_id] = JobFiles.of(job)
+                model, device = settings.model, settings.device
+                yield JobSpec(job_id, files.image, files.output, model, device, memory)
+
+        self._submit(batch_id, name, output_dir, specs(), len(plan.jobs))
         if durable and self.journal is not None:
             stored = StoredBatch(
                 batch_id,
@@ -280,7 +284,7 @@ class Scheduler:
             # the flush loop), and all of them at once: a crash while the rest are still being
             # queued here resumes the whole batch.
             self.writer.submit(
-                f"the new batch {name}", _record_batch, self.journal, stored, planned
+                f"the new batch {name}", _record_batch, self.journal, stored, plan.jobs
             )
         self._clear_leftovers(plan.jobs)
         return batch_id
@@ -335,14 +339,17 @@ class Scheduler:
         if self.pause_collector:
             collector.PAUSE.release()
 
-    def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
+    def _clear_leftovers(self, jobs: Sequence[PlannedJob | JobFiles]) -> None:
         """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""
-        plan = BatchPlan(jobs=jobs, skipped=[], already_done=[])
 
-        async def clear() -> None:
-            await asyncio.get_running_loop().run_in_executor(self._io, remove_leftovers, plan)
+        def clear() -> None:
+            planned = [j if isinstance(j, PlannedJob) else j.planned() for j in jobs]
+            remove_leftovers(BatchPlan(jobs=planned, skipped=[], already_done=[]))
 
-        self.executor.spawn(clear())  # a temp being written now is locked, and kept
+        async def run() -> None:
+            await asyncio.get_running_loop().run_in_executor(self._io, clear)
+
+        self.executor.spawn(run())  # a temp being written now is locked, and kept
 
     async def _resume(self) -> None:
         assert self.journal is not None
@@ -356,9 +363,7 @@ class Scheduler:
                 log.error("cannot resume batch %s from the journal (%s); left as it is",
                           stored.name, exc)  # fmt: skip
                 continue
-            planned = {
-                j.job_id: PlannedJob(Path(j.image), Path(j.mask), Path(j.output)) for j in jobs
-            }
+            planned = {j.job_id: JobFiles(j.image, j.mask, j.output) for j in jobs}
             batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
             self._clear_leftovers(list(planned.values()))
@@ -503,11 +508,13 @@ class Scheduler:
         self.executor.apply(actions)
 
 
-def _record_batch(journal: Journal, stored: StoredBatch, planned: dict[str, PlannedJob]) -> None:
+def _record_batch(journal: Journal, stored: StoredBatch, jobs: list[PlannedJob]) -> None:
     """Write a new batch and its jobs' rows (on the journal thread: building 100,000 rows
-    would hold the event loop, the GUI's in the app, for a second or more)."""
+    would hold the event loop, the GUI's in the app, for a second or more). Job ids are the
+    batch id and the job's place in the plan, as `Scheduler.submit_batch` makes them."""
+    batch_id = stored.batch_id
     rows = [
-        StoredJob(job_id, stored.batch_id, i, str(job.image), str(job.mask), str(job.output))
-        for i, (job_id, job) in enumerate(planned.items())
+        StoredJob(f"{batch_id}-{i}", batch_id, i, str(job.image), str(job.mask), str(job.output))
+        for i, job in enumerate(jobs)
     ]
     journal.add_batch(stored, rows)

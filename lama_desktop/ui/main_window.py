@@ -387,10 +387,17 @@ class MainWindow(QMainWindow):
         from lama_desktop.ui.batch_dialog import BatchDialog
 
         dialog = BatchDialog(list(paths or []), self.settings, self)
-        dialog.finished.connect(dialog.deleteLater)
         dialog.accepted.connect(lambda: self._submit_batch(dialog.result_batch()))
-        self._batch_dialog = dialog
+        dialog.finished.connect(self._batch_dialog_closed)
+        self._batch_dialog: Any = dialog
         dialog.open()
+
+    def _batch_dialog_closed(self) -> None:
+        # Not kept after it closes: its plan of 100,000 photos holds about 100 MB of Paths,
+        # which the scheduler keeps as strings once they are queued.
+        dialog, self._batch_dialog = self._batch_dialog, None
+        if dialog is not None:
+            dialog.deleteLater()
 
     def _submit_batch(self, batch: tuple[Any, Any, str] | None) -> None:
         if batch is None:
