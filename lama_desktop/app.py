@@ -64,6 +64,9 @@ def _install_exception_hooks(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(loop_handler)
 
 
+GUI_SWITCH_INTERVAL_S = 0.001  # see EmbeddedCluster
+
+
 class EmbeddedCluster:
     """The scheduler and this computer's own agent, started after the window is up."""
 
@@ -74,6 +77,11 @@ class EmbeddedCluster:
         dirs.data.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.dirs = dirs
+        # The GUI thread shares the GIL with the local agent's thread and the journal and I/O
+        # threads. Every call into Qt lets the GIL go, and taking it back can cost a whole
+        # switch interval while one of them runs Python (5 ms by default): at the start of a
+        # 100,000-photo batch one flush of the panels held the GUI loop for over half a second.
+        sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
         self.keypair = load_or_create_keypair(dirs.keypair)
         self.scheduler = Scheduler(
             journal=dirs.journal,

@@ -75,3 +75,19 @@ def test_sigterm_quits_cleanly(app_env: AppDirs, tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-3000:]
     assert "Traceback" not in err and "Event loop stopped" not in err, err[-3000:]
     assert "agent" in log.read_text() and "stopped" in log.read_text()
+
+
+def test_the_apps_cluster_keeps_the_gui_loops_pauses_short(app_env: AppDirs) -> None:
+    """GIL hand-overs of 1 ms at most, and no full collection while a large batch is queued."""
+    import sys
+
+    from lama_desktop.app import GUI_SWITCH_INTERVAL_S, EmbeddedCluster
+    from lama_desktop.config import AppSettings
+
+    before = sys.getswitchinterval()
+    try:
+        cluster = EmbeddedCluster(AppSettings(), app_env)
+        assert sys.getswitchinterval() == pytest.approx(GUI_SWITCH_INTERVAL_S)
+        assert cluster.scheduler.pause_collector
+    finally:
+        sys.setswitchinterval(before)
