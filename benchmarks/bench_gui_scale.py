@@ -9,7 +9,8 @@ batch dialog does and run to the end, while a 10 ms QTimer measures how late the
 and every second the Queue panel scrolls a page down through the batch's jobs (rows are made
 as it goes). `--baseline` runs the same again with events handed to Qt one by one (the bridge
 before coalescing) and quotes the ratio. Goals: lag p99 < 50 ms, GUI RSS < 400 MiB, journal
-< 100 MB. `--quick`: 5,000 photos.
+< 100 MB. `--quick`: 5,000 photos. Every stall of the GUI loop over 200 ms is listed with where
+the GUI thread (and the other threads) were found while it lasted (`StallSampler`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,80 @@ GOALS = {"lag_p99_ms": 50.0, "gui_rss_mib": 400.0, "journal_mib": 100.0}
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class StallSampler:
+    """Samples the GUI thread's stack while its loop stands still, to say what held it.
+
+    The lag timer stamps `alive` every tick; a watcher thread looks every 20 ms and, once the
+    stamp is older than STALL_S, records the GUI thread's innermost frames of our code until the
+    loop turns again. Each stall is reported with its length and its most sampled places.
+    """
+
+    STALL_S = 0.2
+
+    def __init__(self) -> None:
+        import threading
+
+        self.alive = time.perf_counter()
+        self.started = self.alive
+        self.stalls: list[dict[str, Any]] = []
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stall-sampler", daemon=True)
+
+    def start(self) -> None:
+        self.started = self.alive = time.perf_counter()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import collections
+        import threading
+
+        samples: collections.Counter[str] = collections.Counter()
+        others: collections.Counter[str] = collections.Counter()
+        names = {}
+        since: float | None = None
+        while not self._stop.wait(0.01):
+            stamp = self.alive
+            held = time.perf_counter() - stamp
+            if held > self.STALL_S:
+                since = stamp
+                frames = sys._current_frames()
+                samples[_where(frames.get(self._main))] += 1
+                if not names or len(names) != len(frames):
+                    names = {t.ident: t.name for t in threading.enumerate()}
+                for ident, frame in frames.items():
+                    if ident not in (self._main, threading.get_ident()):
+                        others[f"{names.get(ident, ident)}: {_where(frame)}"] += 1
+            elif since is not None:
+                self.stalls.append(
+                    {
+                        "at_s": round(since - self.started, 1),
+                        "ms": round((self.alive - since) * 1000),
+                        "where": samples.most_common(4),
+                        "other_threads": others.most_common(4),
+                    }
+                )
+                samples, others, since = collections.Counter(), collections.Counter(), None
+
+
+def _where(frame: Any) -> str:
+    """The innermost three frames of lama_desktop (or the innermost one at all) of a stack."""
+    ours: list[str] = []
+    innermost = ""
+    while frame is not None:
+        code = frame.f_code
+        place = f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}"
+        innermost = innermost or place
+        if "lama_desktop" in code.co_filename and len(ours) < 3:
+            ours.append(place)
+        frame = frame.f_back
+    return " < ".join([innermost, *ours] if ours and ours[0] != innermost else ours or [innermost])
 
 
 def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[str, Any]:
@@ -77,11 +152,12 @@ def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[
     rss: list[int] = []
     scrolls: list[float] = []
     last = [time.perf_counter()]
+    sampler = StallSampler()
 
     def tick() -> None:
         now = time.perf_counter()
         lags.append(max(0.0, now - last[0] - 0.010))
-        last[0] = now
+        last[0] = sampler.alive = now
 
     timer = QTimer()
     timer.setInterval(10)
@@ -115,13 +191,16 @@ def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[
         )
         timer.start()
         scroller.start()
+        sampler.start()
         started = time.perf_counter()
         batch = cluster.scheduler.submit_batch(plan, JobSettings(model="opencv-telea"), "scale")
         submit_s = time.perf_counter() - started
+        del plan  # as the app does once its batch dialog closes
         outcomes = await cluster.scheduler.wait_batch(batch)
         wall = time.perf_counter() - started
         timer.stop()
         scroller.stop()
+        sampler.stop()
         scroll()
         await cluster.scheduler.writer.flush()
         journal = sum(p.stat().st_size for p in dirs.journal.parent.glob(dirs.journal.name + "*"))
@@ -159,6 +238,7 @@ def run_once(images: Path, masks: Path, workers: int, coalesce_ms: int) -> dict[
         "gui_rss_mib_peak": round(max(rss) / 2**20, 1),
         "journal_mib": round(result["journal"] / 2**20, 2),
         "local_node_lost": lost,
+        "stalls_over_200ms": sampler.stalls,
     }
 
 
