@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -128,7 +128,7 @@ class Scheduler:
         # Where a NodeLink of any transport reports READY, RESULT, FAILED and down.
         self.node_events: NodeEvents = self.traffic
         self._started = False
-        self._feeding: set[str] = set()  # batches whose jobs are still being queued
+        self._feeding: dict[str, Iterator[JobSpec]] = {}  # batches still being queued
 
     @property
     def journal(self) -> Journal | None:
@@ -168,9 +168,8 @@ class Scheduler:
         if not self._started:
             return
         self._started = False
-        for _ in self._feeding:  # a batch still being queued is whole in the journal
-            self._fed()
-        self._feeding.clear()
+        for batch_id in list(self._feeding):  # a batch being queued is whole in the journal
+            self._end_feed(batch_id)
         self.nodes.say_goodbye()
         others = [link for link in self.node_links.values() if not isinstance(link, ZmqNodeLink)]
         for link in others:  # HTTP endpoints: their requests and probes end here
@@ -312,30 +311,35 @@ class Scheduler:
         except RuntimeError:  # no loop (a script): all at once
             self._apply(self.state.add_jobs(batch_id, specs, self.clock()))
             return
-        self._feeding.add(batch_id)
+        self._feeding[batch_id] = specs
         if self.pause_collector:
             collector.PAUSE.hold()
+        loop.call_soon(self._feed_more, batch_id)
 
-        def more() -> None:
-            if batch_id not in self._feeding:
-                return  # the scheduler stopped: the journal has the batch for next time
-            try:
-                chunk = list(islice(specs, FEED_PER_TURN))
-                self._apply(self.state.add_jobs(batch_id, chunk, self.clock()))
-            except BaseException:
-                self._feeding.discard(batch_id)
-                self._fed()
-                raise
-            if self.state.missing_jobs(batch_id):
-                loop.call_soon(more)
-            else:
-                self._feeding.discard(batch_id)
-                self._fed()
+    def _feed_more(self, batch_id: str) -> None:
+        """Queue the next chunk of a batch being fed (a method, not a closure that schedules
+        itself: that cycle kept the plan alive, and with the collector frozen for good)."""
+        specs = self._feeding.get(batch_id)
+        if specs is None:
+            return  # the scheduler stopped: the journal has the batch for next time
+        try:
+            chunk = list(islice(specs, FEED_PER_TURN))
+            self._apply(self.state.add_jobs(batch_id, chunk, self.clock()))
+        except BaseException:
+            self._end_feed(batch_id)
+            raise
+        if self.state.missing_jobs(batch_id):
+            asyncio.get_running_loop().call_soon(self._feed_more, batch_id)
+        else:
+            self._end_feed(batch_id)
 
-        loop.call_soon(more)
-
-    def _fed(self) -> None:
-        """One feed ended (or stopped)."""
+    def _end_feed(self, batch_id: str) -> None:
+        """A feed ended (or stopped): its jobs' source goes, and its hold on the collector."""
+        specs = self._feeding.pop(batch_id, None)
+        if specs is None:
+            return
+        if isinstance(specs, Generator):
+            specs.close()  # its frame (and the plan it reads) goes now
         if self.pause_collector:
             collector.PAUSE.release()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,10 @@ def _scheduler(tmp_path: Path, **options: bool) -> Scheduler:
     return Scheduler(journal=journal, keypair=keypair, name="desk", **options)
 
 
-def _plan(root: Path) -> BatchPlan:
+def _plan(root: Path, count: int = COUNT) -> BatchPlan:
     jobs = [
         PlannedJob(root / "in" / f"{i}.png", root / "masks" / f"{i}.png", root / "out" / f"{i}.png")
-        for i in range(COUNT)
+        for i in range(count)
     ]
     return BatchPlan(jobs=jobs, skipped=[], already_done=[])
 
@@ -83,10 +84,17 @@ def test_the_apps_scheduler_holds_the_collector_while_it_queues_and_frees_it_aft
         await scheduler.start()
         try:
             frozen = gc.get_freeze_count()
-            first = scheduler.submit_batch(_plan(tmp_path / "a"), SETTINGS, "a")
+            # A whole number of chunks: the last one leaves the jobs' generator unfinished.
+            plan = _plan(tmp_path / "a", 4 * FEED_PER_TURN)
+            planned = weakref.ref(plan.jobs[-1])
+            first = scheduler.submit_batch(plan, SETTINGS, "a")
+            del plan  # as the app's batch dialog goes
             assert not gc.isenabled()  # no full collection walks the loop while it queues
             await wait_for(lambda: not scheduler.state.missing_jobs(first), 10, "the feed")
-            assert gc.isenabled() and gc.get_freeze_count() > frozen + COUNT
+            assert gc.isenabled() and gc.get_freeze_count() > frozen + 4 * FEED_PER_TURN
+            # Nothing keeps the plan's Paths once queued and journaled (a cycle would, for
+            # good: the collector froze it); the scheduler keeps strings.
+            await wait_for(lambda: planned() is None, 10, "the plan to go")
             second = scheduler.submit_batch(_plan(tmp_path / "b"), SETTINGS, "b")
             assert scheduler.state.missing_jobs(second) and not gc.isenabled()
         finally:
