@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from lama_desktop.cluster import protocol as p
@@ -104,8 +103,8 @@ class ActionExecutor:
         """How one batch job stands (status "queued"/"running" while not finished)."""
         job = self.state.jobs[job_id]
         assert job.batch_id is not None
-        files = self.batches[job.batch_id].jobs[job_id]
-        return batch_outcome(job, files, self.node_name(job.node) or job.node)
+        planned = self.batches[job.batch_id].jobs[job_id]
+        return batch_outcome(job, planned, self.node_name(job.node) or job.node)
 
     # ----- actions ----------------------------------------------------------------------------
 
@@ -176,12 +175,12 @@ class ActionExecutor:
     async def _send_file_job(self, action: Dispatch, job: JobRecord, wire: str) -> None:
         assert job.batch_id is not None
         batch = self.batches[job.batch_id]
-        files = batch.jobs[job.job_id]
+        planned = batch.jobs[job.job_id]
         loop = asyncio.get_running_loop()
         try:
-            image, mask = await loop.run_in_executor(self.io, read_inputs, files)
+            image, mask = await loop.run_in_executor(self.io, read_inputs, planned)
         except OSError as exc:
-            reason = f"{exc.filename or files.image}: cannot be read ({exc.strerror or exc})"
+            reason = f"{exc.filename or planned.image}: cannot be read ({exc.strerror or exc})"
             self.apply(
                 self.state.job_failed(
                     action.node_id, job.job_id, reason, self.clock(), lease=action.lease
@@ -194,8 +193,8 @@ class ActionExecutor:
             job=wire,
             kind="file",
             settings=batch.settings,
-            image_name=Path(files.image).name,
-            mask_name=Path(files.mask).name,
+            image_name=planned.image.name,
+            mask_name=planned.mask.name,
             attempt=action.attempt,
         )
         self._send(action.node_id, msg, image, mask)
@@ -207,7 +206,7 @@ class ActionExecutor:
             self.spawn(self._finish_edit(job, payload[0]))
             return
         batch = self.batches[job.batch_id]
-        output = Path(batch.jobs[job_id].output)
+        output = batch.jobs[job_id].output
 
         async def write() -> None:
             loop = asyncio.get_running_loop()

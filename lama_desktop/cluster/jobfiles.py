@@ -36,31 +36,13 @@ class InteractiveResult:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class JobFiles:
-    """A batch job's files as the scheduler keeps them: three strings. As three Paths (a
-    PlannedJob) 100,000 jobs held about 100 MB of the app's memory; as this, a tenth of it
-    (the image and output strings are the ones the job's record holds too)."""
-
-    image: str
-    mask: str
-    output: str
-
-    @classmethod
-    def of(cls, job: PlannedJob) -> JobFiles:
-        return cls(str(job.image), str(job.mask), str(job.output))
-
-    def planned(self) -> PlannedJob:
-        return PlannedJob(Path(self.image), Path(self.mask), Path(self.output))
-
-
 @dataclass
 class BatchEntry:
     """What the scheduler keeps of a batch: its wire settings, planned files and waiters."""
 
     settings: dict[str, Any]
     overwrite: bool
-    jobs: dict[str, JobFiles]
+    jobs: dict[str, PlannedJob]  # compact: strings inside
     durable: bool
     created: float
     done: asyncio.Future[None] = field(default_factory=asyncio.Future)  # set when it ends
@@ -112,13 +94,13 @@ def edit_result(edit: EditEntry, data: Any) -> np.ndarray:
     return rgb.reshape(h, w, 3).copy()
 
 
-def batch_outcome(job: JobRecord, files: JobFiles, node: str | None) -> JobOutcome:
+def batch_outcome(job: JobRecord, planned: PlannedJob, node: str | None) -> JobOutcome:
     """A batch job as the batch CLI and the queue report it."""
     status = _STATUS.get(job.state, str(job.state))
     if job.state == JobState.FAILED and job.reason.endswith("already exists (not overwritten)"):
         status = "exists"
-    output = Path(files.output) if job.state == JobState.DONE else None
-    return JobOutcome(Path(files.image), output, status, job.reason, job.seconds or 0.0, node)
+    output = planned.output if job.state == JobState.DONE else None
+    return JobOutcome(planned.image, output, status, job.reason, job.seconds or 0.0, node)
 
 
 def estimate_memory(
@@ -158,9 +140,9 @@ def settings_dict(settings: JobSettings) -> dict[str, Any]:
     return settings.to_dict()
 
 
-def read_inputs(files: JobFiles) -> tuple[bytes, bytes]:
+def read_inputs(job: PlannedJob) -> tuple[bytes, bytes]:
     """The photo's and the mask's file bytes (runs in an executor thread)."""
-    return Path(files.image).read_bytes(), Path(files.mask).read_bytes()
+    return job.image.read_bytes(), job.mask.read_bytes()
 
 
 def write_output(path: Path, data: memoryview, overwrite: bool) -> None:

@@ -168,14 +168,14 @@ class JournalWriter:
         job = self.state.jobs.get(job_id)
         if job is None or job.batch_id is None or not self.batches[job.batch_id].durable:
             return None
-        files = self.batches[job.batch_id].jobs[job_id]
+        image, mask, output = self.batches[job.batch_id].jobs[job_id].strings()
         return StoredJob(
             job_id,
             job.batch_id,
             job.seq,
-            files.image,
-            files.mask,
-            files.output,
+            image,
+            mask,
+            output,
             job.state,
             job.attempts,
             job.crashes,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -36,7 +36,6 @@ from lama_desktop.cluster.jobfiles import (
     BatchEntry,
     EditEntry,
     InteractiveResult,
-    JobFiles,
     edit_payload,
     estimate_memory,
     settings_dict,
@@ -260,13 +259,12 @@ class Scheduler:
         memory = estimate_memory(settings)
 
         def specs() -> Iterator[JobSpec]:
-            # Pulled a chunk per loop turn by `_submit`: each job's files are kept as strings
-            # as the state takes it (the plan's Paths go with the plan).
+            # Pulled a chunk per loop turn by `_submit`: each job is kept as the state takes it.
             for i, job in enumerate(plan.jobs):
                 job_id = f"{batch_id}-{i}"
-                files = batch.jobs[job_id] = JobFiles.of(job)
-                model, device = settings.model, settings.device
-                yield JobSpec(job_id, files.image, files.output, model, device, memory)
+                batch.jobs[job_id] = job
+                image, _, output = job.strings()
+                yield JobSpec(job_id, image, output, settings.model, settings.device, memory)
 
         self._submit(batch_id, name, output_dir, specs(), len(plan.jobs))
         if durable and self.journal is not None:
@@ -343,17 +341,14 @@ class Scheduler:
         if self.pause_collector:
             collector.PAUSE.release()
 
-    def _clear_leftovers(self, jobs: Sequence[PlannedJob | JobFiles]) -> None:
+    def _clear_leftovers(self, jobs: list[PlannedJob]) -> None:
         """Remove, on an I/O thread, the temp outputs killed writers left for these jobs."""
+        plan = BatchPlan(jobs=jobs, skipped=[], already_done=[])
 
-        def clear() -> None:
-            planned = [j if isinstance(j, PlannedJob) else j.planned() for j in jobs]
-            remove_leftovers(BatchPlan(jobs=planned, skipped=[], already_done=[]))
+        async def clear() -> None:
+            await asyncio.get_running_loop().run_in_executor(self._io, remove_leftovers, plan)
 
-        async def run() -> None:
-            await asyncio.get_running_loop().run_in_executor(self._io, clear)
-
-        self.executor.spawn(run())  # a temp being written now is locked, and kept
+        self.executor.spawn(clear())  # a temp being written now is locked, and kept
 
     async def _resume(self) -> None:
         assert self.journal is not None
@@ -367,7 +362,7 @@ class Scheduler:
                 log.error("cannot resume batch %s from the journal (%s); left as it is",
                           stored.name, exc)  # fmt: skip
                 continue
-            planned = {j.job_id: JobFiles(j.image, j.mask, j.output) for j in jobs}
+            planned = {j.job_id: PlannedJob(j.image, j.mask, j.output) for j in jobs}
             batch = BatchEntry(stored.settings, stored.overwrite, planned, True, stored.created)
             self._batches[stored.batch_id] = batch
             self._clear_leftovers(list(planned.values()))
@@ -517,8 +512,5 @@ def _record_batch(journal: Journal, stored: StoredBatch, jobs: list[PlannedJob])
     would hold the event loop, the GUI's in the app, for a second or more). Job ids are the
     batch id and the job's place in the plan, as `Scheduler.submit_batch` makes them."""
     batch_id = stored.batch_id
-    rows = [
-        StoredJob(f"{batch_id}-{i}", batch_id, i, str(job.image), str(job.mask), str(job.output))
-        for i, job in enumerate(jobs)
-    ]
+    rows = [StoredJob(f"{batch_id}-{i}", batch_id, i, *job.strings()) for i, job in enumerate(jobs)]
     journal.add_batch(stored, rows)

@@ -98,7 +98,7 @@ async def _sigkill_one_agent(tmp_path: Path) -> None:
     assert sorted(done_events) == sorted(set(done_events)) and len(done_events) == count
     rerun = {o.image.name: o.node for o in outcomes}
     for job_id in lost:
-        image = Path(scheduler._batches[batch_id].jobs[job_id].image).name
+        image = scheduler._batches[batch_id].jobs[job_id].image.name
         assert rerun[image] != "doomed"
     assert len(list(out.iterdir())) == count and leftovers(out) == []
     for outcome in outcomes:

@@ -86,14 +86,14 @@ def test_the_apps_scheduler_holds_the_collector_while_it_queues_and_frees_it_aft
             frozen = gc.get_freeze_count()
             # A whole number of chunks: the last one leaves the jobs' generator unfinished.
             plan = _plan(tmp_path / "a", 4 * FEED_PER_TURN)
-            planned = weakref.ref(plan.jobs[-1])
+            planned = weakref.ref(plan)
             first = scheduler.submit_batch(plan, SETTINGS, "a")
             del plan  # as the app's batch dialog goes
             assert not gc.isenabled()  # no full collection walks the loop while it queues
             await wait_for(lambda: not scheduler.state.missing_jobs(first), 10, "the feed")
             assert gc.isenabled() and gc.get_freeze_count() > frozen + 4 * FEED_PER_TURN
-            # Nothing keeps the plan's Paths once queued and journaled (a cycle would, for
-            # good: the collector froze it); the scheduler keeps strings.
+            # Nothing keeps the plan once queued (a reference cycle would, for good: the
+            # collector froze it); the scheduler keeps only its jobs.
             await wait_for(lambda: planned() is None, 10, "the plan to go")
             second = scheduler.submit_batch(_plan(tmp_path / "b"), SETTINGS, "b")
             assert scheduler.state.missing_jobs(second) and not gc.isenabled()

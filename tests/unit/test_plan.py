@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lama_desktop.engine.plan import BatchPlan, PlanError, Skipped, plan_batch
+from lama_desktop.engine.plan import BatchPlan, PlanError, PlannedJob, Skipped, plan_batch
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -184,3 +184,30 @@ def test_a_folder_named_like_a_mask_is_reported_as_a_folder(tmp_path: Path) -> N
             images / "sub" / "c.jpg", f"mask {masks / 'sub' / 'c.png'} is a folder, not an image"
         ),
     ]
+
+
+def test_symlinks_are_followed_when_they_could_overwrite_an_input(tmp_path: Path) -> None:
+    images, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    touch(images / "a.jpg")
+    touch(images / "b.jpg")
+    touch(masks / "a.png")
+    touch(masks / "b.png")
+    touch(masks / "c.png")
+    touch(out / "kept.jpg")
+    (out / "a.jpg").symlink_to(images / "b.jpg")  # writing a's result would replace photo b
+    (images / "c.jpg").symlink_to(out / "kept.jpg")  # a "photo" that lives in the output folder
+    plan = plan_batch(images, masks, out, overwrite=True)
+    assert [j.image.name for j in plan.jobs] == ["b.jpg"]
+    assert plan.skipped == [
+        Skipped(images / "a.jpg", f"its output {out / 'a.jpg'} would replace an input file")
+    ]
+
+
+def test_a_planned_job_reads_as_paths_and_keeps_strings() -> None:
+    job = PlannedJob(Path("/in/a.jpg"), "/masks/a.png", Path("/out") / "a.jpg")
+    assert job.image == Path("/in/a.jpg") and job.mask.name == "a.png"
+    assert job.output.parent == Path("/out")
+    assert job.strings() == ("/in/a.jpg", "/masks/a.png", "/out/a.jpg")
+    assert job == PlannedJob("/in/a.jpg", Path("/masks/a.png"), "/out/a.jpg")
+    assert len({job, PlannedJob("/in/a.jpg", "/masks/a.png", "/out/a.jpg")}) == 1
+    assert "image=PosixPath('/in/a.jpg')" in repr(job) or "WindowsPath" in repr(job)
