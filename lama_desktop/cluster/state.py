@@ -121,11 +121,13 @@ class SchedulerState:
         arrive cancelled)."""
         self._now = now
         batch = self.batches[batch_id]
+        jobs = list(jobs)
+        if len(batch.job_ids) + len(jobs) > batch.total:  # checked before anything changes
+            count = len(batch.job_ids) + len(jobs)
+            raise ValueError(f"batch {batch_id} got {count} of {batch.total} jobs")
         for spec in jobs:
             job = self._add_job(spec, batch_id, cancelled=batch.cancelled)
             batch.job_ids.append(job.job_id)
-        if len(batch.job_ids) > batch.total:
-            raise ValueError(f"batch {batch_id} got {len(batch.job_ids)} of {batch.total} jobs")
         self._update_batch(batch, now)
         self._dispatch(now)
         return self._flush()

@@ -393,8 +393,8 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def _batch_dialog_closed(self) -> None:
-        # Not kept after it closes: its plan of 100,000 photos holds about 100 MB of Paths,
-        # which the scheduler keeps as strings once they are queued.
+        # Not kept after it closes: its plan (skipped photos included) would stay in memory
+        # until the next batch; the scheduler keeps the queued jobs it needs.
         dialog, self._batch_dialog = self._batch_dialog, None
         if dialog is not None:
             dialog.deleteLater()
